@@ -1,0 +1,109 @@
+"""The app factory. Its lifespan owns every client and background task of an API process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from arq.connections import RedisSettings, create_pool
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+
+from app import errors
+from app.api import events, health
+from app.feeds.base import Publisher
+from app.feeds.select import choose_feed
+from app.hub import Hub
+from app.metrics import Metrics
+from app.migrations import migrate
+from app.mongo import Collections, connect
+from app.services import Services
+from app.settings import Settings, redact_url
+from app.store.events import EventWriter
+from app.store.history import History
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> Starlette:
+    if settings.mongo_url is None or settings.redis_url is None:
+        raise ValueError("MONGO_URL and REDIS_URL must be set (./dev serve starts embedded ones)")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            app.state.services = await _open(settings, stack)
+            yield
+
+    app = Starlette(
+        routes=[*health.routes, *events.routes],
+        exception_handlers={
+            errors.APIError: errors.api_error_handler,
+            HTTPException: errors.http_error_handler,
+            Exception: errors.internal_error_handler,
+        },
+        lifespan=lifespan,
+    )
+    return app
+
+
+async def _open(settings: Settings, stack: contextlib.AsyncExitStack) -> Services:
+    assert settings.mongo_url is not None
+    assert settings.redis_url is not None
+    logger.info("MongoDB %s, database %s", redact_url(settings.mongo_url.get()), settings.mongo_db)
+    mongo = connect(settings.mongo_url.get())
+    stack.push_async_callback(mongo.close)
+    collections = Collections.of(mongo, settings.mongo_db)
+    if settings.migrate_on_startup:
+        changes = await migrate(collections, settings)
+        logger.info("migrations: %s", f"{len(changes)} changes" if changes else "up to date")
+    logger.info("Redis %s", redact_url(settings.redis_url.get()))
+    redis = await create_pool(RedisSettings.from_dsn(settings.redis_url.get()))
+    stack.push_async_callback(redis.aclose)
+
+    metrics = Metrics()
+    writer = EventWriter(
+        collections, max_event_bytes=settings.event_max_bytes, on_insert=metrics.observe_insert
+    )
+    history = History(collections, on_query=metrics.observe_query)
+
+    async def fill(session_id: str, seqs: list[int]) -> list[dict[str, object]]:
+        found = await history.positions(session_id, seqs)
+        missing = sorted(set(seqs) - {doc["seq"] for doc in found})
+        metrics.gap_fills.labels("found").inc(len(found))
+        if missing:
+            await writer.void(session_id, missing)
+            metrics.gap_fills.labels("voided").inc(len(missing))
+            found = await history.positions(session_id, seqs)
+        return found
+
+    hub = Hub(buffer_limit=settings.sse_buffer_events, filler=fill)
+    metrics.watch_hub(hub.subscriber_counts)
+    publisher = Publisher(hub, history, metrics, batch=settings.sse_batch_size)
+    feed = await choose_feed(settings, mongo, collections, publisher)
+    metrics.feed_mode.labels(feed.mode).set(1)
+
+    task = asyncio.create_task(feed.run(), name=f"feed-{feed.mode}")
+    stack.push_async_callback(_stop, task)
+    stack.callback(hub.close)
+    return Services(
+        settings=settings,
+        mongo=mongo,
+        collections=collections,
+        redis=redis,
+        metrics=metrics,
+        writer=writer,
+        history=history,
+        hub=hub,
+        feed=feed,
+    )
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("feed task ended with an error", exc_info=task.exception())

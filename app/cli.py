@@ -1,0 +1,83 @@
+"""`app`: serve, migrate, stats, dev. Logging is configured here and nowhere else."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from app.logs import configure_logging
+from app.settings import Settings, SettingsError
+
+logger = logging.getLogger("app")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="app", description="agentstream API and admin")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the API (uvicorn) on HOST:PORT")
+    commands.add_parser("migrate", help="create or update every index and TTL, then exit")
+    commands.add_parser("dev", help="API + worker, with embedded MongoDB and Redis when unset")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    if args.command == "serve":
+        return _serve(settings)
+    if args.command == "migrate":
+        return asyncio.run(_migrate(settings))
+    from app.embedded.runner import run_dev
+
+    return run_dev(settings)
+
+
+def _require_urls(settings: Settings) -> bool:
+    missing = [
+        name
+        for name, value in (("MONGO_URL", settings.mongo_url), ("REDIS_URL", settings.redis_url))
+        if value is None
+    ]
+    if missing:
+        print(
+            f"error: {' and '.join(missing)} must be set (or use `./dev serve`, which starts"
+            " embedded servers)",
+            file=sys.stderr,
+        )
+    return not missing
+
+
+def _serve(settings: Settings) -> int:
+    if not _require_urls(settings):
+        return 2
+    from app.application import create_app
+    from app.server import build_server
+
+    server = build_server(create_app(settings), settings)
+    server.run()
+    return 0 if server.started else 1
+
+
+async def _migrate(settings: Settings) -> int:
+    if settings.mongo_url is None:
+        print("error: MONGO_URL must be set", file=sys.stderr)
+        return 2
+    from app.migrations import MigrationError, migrate
+    from app.mongo import Collections, connect
+
+    client = connect(settings.mongo_url.get())
+    try:
+        changes = await migrate(Collections.of(client, settings.mongo_db), settings)
+    except MigrationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await client.close()
+    for change in changes:
+        print(change)
+    print(f"{len(changes)} changes" if changes else "nothing to change: every index is up to date")
+    return 0

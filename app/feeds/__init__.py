@@ -1,0 +1,1 @@
+"""Upstream feeds: one per API process, publishing every new event into the hub."""

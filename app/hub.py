@@ -1,0 +1,215 @@
+"""The fan-out hub: one feed in, every subscriber of a session out.
+
+The hub keeps, per watched session, the highest position it has published without a hole
+(the watermark), so the feeds know where to read from and duplicates are dropped once, here.
+Each subscriber gets the shared, pre-framed bytes in a bounded buffer; overflowing it marks
+the subscriber so its stream ends with a resumable position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+
+from app.sse import event_frame
+from app.store.codec import Document
+
+logger = logging.getLogger(__name__)
+
+type Item = tuple[int, bytes | None]  # (position, SSE frame); None for a void position
+type Filler = Callable[[str, list[int]], Awaitable[list[Document]]]
+
+
+class Subscription:
+    """One subscriber's bounded buffer. Filled by the hub, drained by the subscriber's stream."""
+
+    __slots__ = ("_buffer", "_limit", "_wake", "overflowed", "session_id")
+
+    def __init__(self, session_id: str, limit: int) -> None:
+        self.session_id = session_id
+        self._buffer: collections.deque[Item] = collections.deque()
+        self._limit = limit
+        self._wake = asyncio.Event()
+        self.overflowed = False
+
+    def push(self, item: Item) -> None:
+        if self.overflowed:
+            return
+        if len(self._buffer) >= self._limit:
+            self.overflowed = True
+            self._buffer.clear()
+        else:
+            self._buffer.append(item)
+        self._wake.set()
+
+    def drain(self) -> list[Item]:
+        items = list(self._buffer)
+        self._buffer.clear()
+        self._wake.clear()
+        return items
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def wait(self, timeout: float | None) -> None:
+        """Return when items arrive, on overflow or close, or after `timeout` seconds."""
+        if self._buffer or self.overflowed:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+
+class _Session:
+    __slots__ = ("beyond", "stuck_since", "subscribers", "watermark")
+
+    def __init__(self) -> None:
+        self.subscribers: set[Subscription] = set()
+        self.watermark: int | None = None
+        self.beyond: set[int] = set()
+        self.stuck_since: float | None = None
+
+
+class Hub:
+    def __init__(self, *, buffer_limit: int = 1000, filler: Filler | None = None) -> None:
+        self._buffer_limit = buffer_limit
+        self._sessions: dict[str, _Session] = {}
+        self._filler = filler
+        self._fills: dict[tuple[str, tuple[int, ...]], asyncio.Future[list[Document]]] = {}
+        self.closing = asyncio.Event()
+        self.published = 0
+        self.on_change: Callable[[], None] | None = None
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, session_id: str) -> AsyncIterator[Subscription]:
+        """Register a subscriber for the block; it is always released on exit."""
+        subscription = Subscription(session_id, self._buffer_limit)
+        session = self._sessions.get(session_id)
+        if session is None:
+            session = self._sessions[session_id] = _Session()
+        session.subscribers.add(subscription)
+        self._changed()
+        try:
+            yield subscription
+        finally:
+            session.subscribers.discard(subscription)
+            if not session.subscribers and self._sessions.get(session_id) is session:
+                del self._sessions[session_id]
+            self._changed()
+
+    def start_at(self, session_id: str, seq: int) -> None:
+        """A subscriber has everything up to `seq`; the feed may start there if it has no mark."""
+        session = self._sessions.get(session_id)
+        if session is not None and session.watermark is None:
+            session.beyond = {s for s in session.beyond if s > seq}
+            while seq + 1 in session.beyond:
+                seq += 1
+                session.beyond.discard(seq)
+            session.watermark = seq
+            session.stuck_since = time.monotonic() if session.beyond else None
+            self._changed()
+
+    def publish(self, docs: Iterable[Document]) -> int:
+        """Fan stored documents out to their sessions' subscribers; return how many were new."""
+        delivered = 0
+        for doc in docs:
+            session = self._sessions.get(doc["session_id"])
+            if session is None:
+                continue
+            seq: int = doc["seq"]
+            if not self._advance(session, seq):
+                continue
+            item: Item = (seq, None if doc.get("void") else event_frame(doc))
+            for subscription in session.subscribers:
+                subscription.push(item)
+            delivered += 1
+        self.published += delivered
+        return delivered
+
+    def _advance(self, session: _Session, seq: int) -> bool:
+        mark = session.watermark
+        if mark is not None:
+            if seq <= mark or seq in session.beyond:
+                return False
+            if seq == mark + 1:
+                mark = seq
+                while mark + 1 in session.beyond:
+                    mark += 1
+                    session.beyond.discard(mark)
+                session.watermark = mark
+                session.stuck_since = None if not session.beyond else time.monotonic()
+                return True
+            if not session.beyond:
+                session.stuck_since = time.monotonic()
+        session.beyond.add(seq)
+        return True
+
+    def positions(self) -> dict[str, int]:
+        """Each watched session's watermark, for the feeds' catch-up and polling."""
+        return {
+            sid: session.watermark
+            for sid, session in self._sessions.items()
+            if session.watermark is not None
+        }
+
+    def holes(self, older_than: float) -> dict[str, list[int]]:
+        """Positions missing below a session's published ones for longer than `older_than` s."""
+        now = time.monotonic()
+        found: dict[str, list[int]] = {}
+        for sid, session in self._sessions.items():
+            stuck = session.stuck_since
+            if stuck is None or now - stuck < older_than or session.watermark is None:
+                continue
+            top = max(session.beyond)
+            found[sid] = [s for s in range(session.watermark + 1, top) if s not in session.beyond]
+        return found
+
+    async def fill(self, session_id: str, seqs: list[int]) -> list[Document]:
+        """Read (or void) positions that never arrived, once per process, and publish them."""
+        if self._filler is None or not seqs:
+            return []
+        key = (session_id, tuple(seqs))
+        pending = self._fills.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[list[Document]] = asyncio.get_running_loop().create_future()
+        self._fills[key] = future
+        try:
+            docs = await self._filler(session_id, seqs)
+            self.publish(docs)
+            future.set_result(docs)
+            return docs
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            del self._fills[key]
+
+    def subscriber_counts(self) -> list[int]:
+        return [len(session.subscribers) for session in self._sessions.values()]
+
+    @property
+    def subscribers(self) -> int:
+        return sum(len(session.subscribers) for session in self._sessions.values())
+
+    def sessions(self) -> list[str]:
+        return list(self._sessions)
+
+    def close(self) -> None:
+        """Ask every stream to finish (server shutdown)."""
+        self.closing.set()
+        for session in self._sessions.values():
+            for subscription in session.subscribers:
+                subscription.wake()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()

@@ -1,0 +1,115 @@
+"""Prometheus metrics of one API process, in a registry of its own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from app.store.codec import Document
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+SUBSCRIBER_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000)
+
+
+class _SubscriberDistribution(Collector):
+    """Subscribers per session as a histogram, computed at scrape time from the hub."""
+
+    def __init__(self, counts: Callable[[], Sequence[int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterable[Metric]:
+        counts = self._counts()
+        buckets = [(str(b), float(sum(1 for c in counts if c <= b))) for b in SUBSCRIBER_BUCKETS]
+        buckets.append(("+Inf", float(len(counts))))
+        family = HistogramMetricFamily(
+            "agentstream_session_subscribers",
+            "Subscribers per watched session (one observation per session)",
+        )
+        family.add_metric([], buckets, sum_value=float(sum(counts)))
+        yield family
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events_created = Counter(
+            "agentstream_events_created", "Events stored, by type", ["type"], registry=r
+        )
+        self.insert_seconds = Histogram(
+            "agentstream_event_insert_seconds",
+            "Event insert latency",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.query_seconds = Histogram(
+            "agentstream_event_query_seconds",
+            "Event query latency, by query",
+            ["query"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.sse_connections = Gauge(
+            "agentstream_sse_connections", "Open SSE connections", registry=r
+        )
+        self.deliveries = Counter(
+            "agentstream_sse_deliveries", "Events written to SSE clients", registry=r
+        )
+        self.feed_mode = Gauge(
+            "agentstream_feed_mode", "1 for the feed mode in use", ["mode"], registry=r
+        )
+        self.feed_lag = Histogram(
+            "agentstream_feed_lag_seconds",
+            "Event timestamp to publication by the feed",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.poll_queries = Counter(
+            "agentstream_poll_queries", "Queries made by the polling feed", registry=r
+        )
+        self.change_stream_resumes = Counter(
+            "agentstream_change_stream_resumes",
+            "Change stream reopenings, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.slow_client_disconnects = Counter(
+            "agentstream_slow_client_disconnects",
+            "Streams ended because the client fell behind",
+            registry=r,
+        )
+        self.history_lost = Counter(
+            "agentstream_history_lost", "Streams told that their position had expired", registry=r
+        )
+        self.gap_fills = Counter(
+            "agentstream_gap_fills",
+            "Overdue positions read or voided, by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self.collection_size = Gauge(
+            "agentstream_collection_size_bytes",
+            "Collection data size (collStats)",
+            ["collection"],
+            registry=r,
+        )
+        self.collection_count = Gauge(
+            "agentstream_collection_documents",
+            "Collection document count (collStats)",
+            ["collection"],
+            registry=r,
+        )
+
+    def watch_hub(self, counts: Callable[[], Sequence[int]]) -> None:
+        self.registry.register(_SubscriberDistribution(counts))
+
+    def observe_insert(self, docs: Sequence[Document], seconds: float) -> None:
+        self.insert_seconds.observe(seconds)
+        for doc in docs:
+            self.events_created.labels(doc["type"]).inc()
+
+    def observe_query(self, query: str, seconds: float) -> None:
+        self.query_seconds.labels(query).observe(seconds)
