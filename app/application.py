@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from arq.connections import RedisSettings, create_pool
 from starlette.applications import Starlette
@@ -27,14 +28,15 @@ from app.store.history import History
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, *, mongo_listeners: Sequence[Any] = ()) -> Starlette:
+    """The API. `mongo_listeners` are PyMongo event listeners (command monitoring, in tests)."""
     if settings.mongo_url is None or settings.redis_url is None:
         raise ValueError("MONGO_URL and REDIS_URL must be set (./dev serve starts embedded ones)")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            app.state.services = await _open(settings, stack)
+            app.state.services = await _open(settings, stack, mongo_listeners)
             yield
 
     app = Starlette(
@@ -49,11 +51,13 @@ def create_app(settings: Settings) -> Starlette:
     return app
 
 
-async def _open(settings: Settings, stack: contextlib.AsyncExitStack) -> Services:
+async def _open(
+    settings: Settings, stack: contextlib.AsyncExitStack, listeners: Sequence[Any]
+) -> Services:
     assert settings.mongo_url is not None
     assert settings.redis_url is not None
     logger.info("MongoDB %s, database %s", redact_url(settings.mongo_url.get()), settings.mongo_db)
-    mongo = connect(settings.mongo_url.get())
+    mongo = connect(settings.mongo_url.get(), event_listeners=list(listeners))
     stack.push_async_callback(mongo.close)
     collections = Collections.of(mongo, settings.mongo_db)
     if settings.migrate_on_startup:

@@ -67,25 +67,28 @@ class EventStream:
         )
         metrics = self._svc.metrics
         metrics.sse_connections.inc()
-        listener = asyncio.create_task(self._listen(receive))
         try:
             with log_context(session_id=self._session_id):
                 async with self._svc.hub.subscribe(self._session_id) as subscription:
-                    await self._run(subscription, send)
+                    listener = asyncio.create_task(self._listen(receive, subscription))
+                    try:
+                        await self._run(subscription, send)
+                    finally:
+                        listener.cancel()
+                        await asyncio.gather(listener, return_exceptions=True)
         except _Disconnected:
             logger.debug("client of %s went away at %s", self._session_id, self._position)
         finally:
             metrics.sse_connections.dec()
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
         if not self._disconnected.is_set():
             await self._write(send, b"", more=False)
 
-    async def _listen(self, receive: Receive) -> None:
+    async def _listen(self, receive: Receive, subscription: Subscription) -> None:
         while True:
             message: Message = await receive()
             if message["type"] == "http.disconnect":
                 self._disconnected.set()
+                subscription.wake()
                 return
 
     async def _run(self, subscription: Subscription, send: Send) -> None:

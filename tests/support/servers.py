@@ -9,7 +9,8 @@ import logging
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
 
 from app.application import create_app
 from app.embedded.redis import start_redis, stop
@@ -101,9 +102,11 @@ class RunningAPI:
 
 
 @contextlib.asynccontextmanager
-async def running_api(settings: Settings, *, timeout: float = 20.0) -> AsyncIterator[RunningAPI]:
+async def running_api(
+    settings: Settings, *, timeout: float = 20.0, mongo_listeners: Sequence[Any] = ()
+) -> AsyncIterator[RunningAPI]:
     """A real uvicorn serving create_app(settings) on a free port of 127.0.0.1."""
-    app = create_app(settings)
+    app = create_app(settings, mongo_listeners=mongo_listeners)
     server = build_server(app, settings, port=0)
     server.config.setup_event_loop = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())

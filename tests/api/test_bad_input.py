@@ -1,0 +1,150 @@
+"""Bad input gets a clear 4xx JSON error and changes nothing."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from support.servers import RunningAPI
+
+
+async def count(api: RunningAPI) -> tuple[int, int]:
+    collections = api.services.collections
+    return (
+        await collections.events.count_documents({}),
+        await collections.sessions.count_documents({}),
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b'{"type": "t", "data": [1]}', 400, "data must be a JSON object"),
+        (b'{"type": "t", "data": "text"}', 400, "data must be a JSON object"),
+        (b'{"data": {}}', 400, "type is required"),
+        (b'{"type": {"$gt": ""}, "data": {}}', 400, "type must be a string"),
+        (b'{"type": "' + b"x" * 65 + b'", "data": {}}', 400, "1-64 characters"),
+        (b'{"type": "bad type!", "data": {}}', 400, "1-64 characters"),
+        (b'{"type": "t", "data": {}, "trace_id": {"$ne": null}}', 400, "trace_id must be a string"),
+        (b'{"type": "t", "data": {}, "event_id": ["a"]}', 400, "event_id must be a string"),
+        (b'{"type": "t", "data": {"$where": "sleep(1)"}}', 400, "starts with '$'"),
+        (b'{"type": "t", "data": {"a": {"$set": {"x": 1}}}}', 400, "starts with '$'"),
+        (b'{"type": "t", "data": {}, "session_id": "other"}', 400, "unknown fields"),
+        (b'{"events": []}', 400, "non-empty array"),
+        (b'{"events": [{"type": "ok", "data": {}}, {"type": 5}]}', 400, "events[1].type"),
+        (
+            b'{"events": [{"type": "a", "event_id": "x"}, {"type": "b", "event_id": "x"}]}',
+            400,
+            "appears twice",
+        ),
+        (b"[1, 2]", 400, "must be a JSON object"),
+    ],
+)
+async def test_bad_events_are_refused(
+    api: RunningAPI, body: bytes, status: int, fragment: str
+) -> None:
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        response = await client.post(
+            "/v1/sessions/s1/events", content=body, headers={"content-type": "application/json"}
+        )
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == "bad_request"
+    assert fragment in error["message"]
+    assert await count(api) == (0, 0)
+
+
+async def test_an_oversized_event_gets_413(api: RunningAPI) -> None:
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        response = await client.post(
+            "/v1/sessions/s1/events", json={"type": "big", "data": {"x": "y" * 70_000}}
+        )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert await count(api) == (0, 0)
+
+
+async def test_a_non_json_body_gets_415(api: RunningAPI) -> None:
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        response = await client.post(
+            "/v1/sessions/s1/events", content=b"type=x", headers={"content-type": "text/plain"}
+        )
+    assert response.status_code == 415
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/sessions/bad%20id/events",
+        "/v1/sessions/" + "x" * 129 + "/events",
+        "/v1/sessions/%7B%22%24ne%22%3A1%7D/events",  # {"$ne":1}
+        "/v1/sessions/a$b/stream",
+        "/v1/events/%24where",
+        "/v1/traces/a%00b/events",
+    ],
+)
+async def test_bad_ids_in_paths_are_refused(api: RunningAPI, path: str) -> None:
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        response = await client.get(path)
+    assert response.status_code == 400, response.text
+    assert "1-128 characters" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("params", "headers", "fragment"),
+    [
+        ({"last_event_id": "garbage"}, {}, "not a resume token"),
+        ({}, {"Last-Event-ID": "12"}, "not a resume token"),
+        ({}, {"Last-Event-ID": "3.00000000"}, "belongs to another session"),
+        ({"since_timestamp": "yesterday"}, {}, "ISO 8601 or epoch milliseconds"),
+        ({"since_timestamp": "2026-13-45T00:00:00Z"}, {}, "ISO 8601"),
+        ({"since_timestamp": "1", "last_event_id": "1.00000000"}, {}, "not both"),
+    ],
+)
+async def test_bad_stream_positions_are_refused(
+    api: RunningAPI, params: dict[str, str], headers: dict[str, str], fragment: str
+) -> None:
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        response = await client.get("/v1/sessions/s1/stream", params=params, headers=headers)
+    assert response.status_code == 400
+    assert fragment in response.json()["error"]["message"]
+
+
+async def test_a_token_from_another_session_is_refused(api: RunningAPI) -> None:
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        written = await client.post("/v1/sessions/mine/events", json={"type": "t", "data": {}})
+        token = written.json()["events"][0]["id"]
+        stream = await client.get("/v1/sessions/yours/stream", headers={"Last-Event-ID": token})
+        page = await client.get("/v1/sessions/yours/events", params={"after": token})
+    assert stream.status_code == page.status_code == 400
+    assert "another session" in stream.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("limit", ["0", "1001", "-1", "ten", "1e3"])
+async def test_limit_outside_1_to_1000_is_refused(api: RunningAPI, limit: str) -> None:
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        response = await client.get("/v1/sessions/s1/events", params={"limit": limit})
+    assert response.status_code == 400
+    assert "from 1 to 1000" in response.json()["error"]["message"]
+
+
+async def test_lookups(api: RunningAPI) -> None:
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        body = {
+            "events": [
+                {"type": "a", "data": {"n": 1}, "trace_id": "tr-1", "event_id": "ev-1"},
+                {"type": "b", "data": {"n": 2}, "trace_id": "tr-1"},
+                {"type": "c", "data": {"n": 3}},
+            ]
+        }
+        written = (await client.post("/v1/sessions/look/events", json=body)).json()["events"]
+        one = await client.get("/v1/events/ev-1")
+        missing = await client.get("/v1/events/nope")
+        trace = await client.get("/v1/traces/tr-1/events")
+    assert one.status_code == 200
+    assert one.json()["id"] == written[0]["id"]
+    assert one.json()["trace_id"] == "tr-1"
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    assert [e["event_id"] for e in trace.json()["events"]] == ["ev-1", written[1]["event_id"]]

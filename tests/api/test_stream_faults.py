@@ -1,0 +1,184 @@
+"""Failures around the stream: a broken feed, slow and vanished clients, shutdown, time limits."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+
+import httpx
+import pytest
+from pymongo import monitoring
+
+from app.settings import Secret, Settings
+from support.servers import RunningAPI, running_api
+from support.sse import eventually, open_stream
+from support.tcpproxy import TCPProxy
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def post(client: httpx.AsyncClient, session: str, count: int, start: int = 0) -> list[str]:
+    events = [{"type": "n", "data": {"i": start + i}} for i in range(count)]
+    body = {"events": events} if count > 1 else events[0]
+    response = await client.post(f"/v1/sessions/{session}/events", json=body)
+    assert response.status_code == 201, response.text
+    return [e["id"] for e in response.json()["events"]]
+
+
+async def test_a_broken_feed_loses_and_duplicates_nothing(
+    feed_settings: Settings, api: RunningAPI
+) -> None:
+    """Writes go through `api` (direct); the streaming API reads MongoDB through a proxy that
+    drops every connection mid-stream, like a failover."""
+    assert feed_settings.mongo_url is not None
+    async with TCPProxy.for_url(feed_settings.mongo_url.get()) as proxy:
+        proxied = dataclasses.replace(
+            feed_settings,
+            mongo_url=Secret(proxy.url_through(feed_settings.mongo_url.get())),
+            mongo_db=api.services.settings.mongo_db,
+        )
+        async with (
+            running_api(proxied) as streaming,
+            httpx.AsyncClient(base_url=api.url) as writer,
+            httpx.AsyncClient(base_url=streaming.url) as reader,
+            open_stream(reader, "faulty") as stream,
+        ):
+            written = await post(writer, "faulty", 3)
+            got = await stream.take(3)
+            proxy.cut()
+            written += await post(writer, "faulty", 4, start=3)
+            proxy.cut()
+            written += await post(writer, "faulty", 3, start=7)
+            got += await stream.take(7, timeout=60)
+    assert [e.id for e in got] == written
+    assert [e.data["data"]["i"] for e in got] == list(range(10))
+
+
+async def test_a_slow_consumer_is_closed_with_a_resumable_position(settings: Settings) -> None:
+    small = dataclasses.replace(settings, sse_buffer_events=3, sse_feed="poll")  # type: ignore[arg-type]
+    async with running_api(small) as api, httpx.AsyncClient(base_url=api.url) as client:
+        async with open_stream(client, "slow") as stream:
+            await eventually(lambda: api.services.hub.subscribers == 1)
+            await eventually(lambda: "slow" in api.services.hub.positions(), what="live")
+            written = await post(client, "slow", 20)  # one batch: the feed publishes 20 at once
+            events = [e async for e in stream.events()]
+        assert events[-1].event == "stream.reconnect"
+        assert events[-1].data["reason"] == "slow_consumer"
+        delivered = [e.id for e in events[:-1]]
+        assert len(delivered) <= 3
+        assert events[-1].data["last_event_id"] == (delivered[-1] if delivered else None)
+        resume = {"last_event_id": delivered[-1]} if delivered else {}
+        async with open_stream(client, "slow", **resume) as again:
+            rest = await again.take(20 - len(delivered))
+        assert delivered + [e.id for e in rest] == written
+        assert api.services.metrics.slow_client_disconnects._value.get() == 1
+        await eventually(lambda: api.services.hub.subscribers == 0)
+
+
+async def test_a_client_that_stops_reading_is_dropped(settings: Settings) -> None:
+    quick = dataclasses.replace(
+        settings, sse_send_timeout=0.5, sse_buffer_events=100_000, event_max_bytes=1 << 20
+    )
+    async with running_api(quick) as api, httpx.AsyncClient(base_url=api.url) as client:
+        port = int(api.url.rsplit(":", 1)[1])
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"GET /v1/sessions/stuck/stream HTTP/1.1\r\nhost: x\r\n\r\n")
+        try:
+            await eventually(lambda: api.services.hub.subscribers == 1)
+            big = "x" * 900_000
+            for _ in range(20):  # up to 18 MB that the client never reads; the kernel buffers 4 MB
+                if api.services.hub.subscribers == 0:
+                    break
+                response = await client.post(
+                    "/v1/sessions/stuck/events", json={"type": "big", "data": {"x": big}}
+                )
+                assert response.status_code == 201
+            await eventually(lambda: api.services.hub.subscribers == 0, timeout=20, what="drop")
+        finally:
+            sock.close()
+    assert api.services.metrics.slow_client_disconnects._value.get() >= 1
+
+
+async def test_disconnected_clients_leave_no_task_behind(feed_api: RunningAPI) -> None:
+    hub = feed_api.services.hub
+    async with httpx.AsyncClient(base_url=feed_api.url) as client:
+        await post(client, "gone", 2)
+        baseline = len(asyncio.all_tasks())
+        for _ in range(3):
+            async with open_stream(client, "gone") as stream:
+                await stream.take(2)
+                await eventually(lambda: hub.subscribers == 1)
+        await eventually(lambda: hub.subscribers == 0, what="release")
+        await eventually(lambda: len(asyncio.all_tasks()) <= baseline, what="tasks end")
+    assert hub.sessions() == []
+
+
+async def test_the_live_path_costs_the_same_for_200_subscribers_as_for_1(
+    feed_settings: Settings,
+) -> None:
+    commands: list[str] = []
+
+    class Count(monitoring.CommandListener):
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            commands.append(event.command_name)
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            pass
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            pass
+
+    async def live_commands(api: RunningAPI, subscribers: int) -> int:
+        async with httpx.AsyncClient(
+            base_url=api.url, limits=httpx.Limits(max_connections=None)
+        ) as client:
+            streams = [open_stream(client, f"load{n % 5}") for n in range(subscribers)]
+            opened = [await s.__aenter__() for s in streams]
+            await eventually(lambda: api.services.hub.subscribers == subscribers, timeout=60)
+            sessions = min(subscribers, 5)
+            await eventually(lambda: len(api.services.hub.positions()) == sessions, timeout=60)
+            commands.clear()
+            await post(client, "load0", 1)
+            await asyncio.gather(*(s.take(1, timeout=30) for s in opened[::5]))
+            await asyncio.sleep(1.0)  # a fixed window in which the live path runs on its own
+            counted = len([c for c in commands if c in ("find", "getMore", "aggregate")])
+            for s in streams:
+                await s.__aexit__(None, None, None)
+            return counted
+
+    settings = dataclasses.replace(feed_settings, sse_poll_interval=0.1)
+    async with running_api(settings, mongo_listeners=[Count()]) as api:
+        one = await live_commands(api, 1)
+        many = await live_commands(api, 200)
+    assert one > 0
+    assert many <= one * 1.5 + 3, (one, many)
+
+
+async def test_a_stream_ends_after_sse_timeout_with_a_reconnect_event(settings: Settings) -> None:
+    short = dataclasses.replace(settings, sse_timeout=1.0, sse_heartbeat=0.2)
+    async with running_api(short) as api, httpx.AsyncClient(base_url=api.url) as client:
+        written = await post(client, "short", 2)
+        async with open_stream(client, "short") as stream:
+            events = [e async for e in stream.events()]
+    assert [e.id for e in events[:2]] == written
+    assert events[2].event == "stream.reconnect"
+    assert events[2].data == {"reason": "timeout", "last_event_id": written[-1]}
+    assert "keep-alive" in stream.comments
+
+
+async def test_shutdown_ends_open_streams_promptly(settings: Settings) -> None:
+    patient = dataclasses.replace(settings, shutdown_grace=30.0)
+    async with (
+        running_api(patient) as api,
+        httpx.AsyncClient(base_url=api.url) as client,
+        open_stream(client, "bye") as stream,
+    ):
+        await eventually(lambda: api.services.hub.subscribers == 1)
+        api.server.should_exit = True
+        async with asyncio.timeout(5):
+            events = [e async for e in stream.events()]
+    assert events[-1].event == "stream.reconnect"
+    assert events[-1].data["reason"] == "shutdown"
