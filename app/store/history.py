@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from app.mongo import Collections
 
 _NO_ID = {"_id": 0}
+# Every query names its index (app.migrations.spec), so none can fall back to a collection scan.
+SESSION_SEQ = "session_seq"
+SESSION_TIMESTAMP = "session_timestamp"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -40,6 +43,7 @@ class History:
             self._events.find({"session_id": session_id, "seq": {"$gt": seq}}, _NO_ID)
             .sort("seq", 1)
             .limit(limit)
+            .hint(SESSION_SEQ)
         )
         docs = await cursor.to_list()
         self._observe("after", started)
@@ -48,7 +52,9 @@ class History:
     async def positions(self, session_id: str, seqs: list[int]) -> list[Document]:
         """The stored documents at exactly these positions (index session_seq)."""
         started = time.perf_counter()
-        cursor = self._events.find({"session_id": session_id, "seq": {"$in": seqs}}, _NO_ID)
+        cursor = self._events.find({"session_id": session_id, "seq": {"$in": seqs}}, _NO_ID).hint(
+            SESSION_SEQ
+        )
         docs = await cursor.to_list()
         self._observe("positions", started)
         return docs
@@ -81,13 +87,19 @@ class History:
         started = time.perf_counter()
         real = {"session_id": session_id, "void": {"$ne": True}}
         before = await self._events.find_one(
-            {**real, "timestamp": {"$lt": since}}, {"timestamp": 1}, sort=[("timestamp", -1)]
+            {**real, "timestamp": {"$lt": since}},
+            {"timestamp": 1},
+            sort=[("timestamp", -1)],
+            hint=SESSION_TIMESTAMP,
         )
         if before is None:
             self._observe("since", started)
             return None
         tied = await self._events.find_one(
-            {**real, "timestamp": before["timestamp"]}, {"seq": 1}, sort=[("seq", -1)]
+            {**real, "timestamp": before["timestamp"]},
+            {"seq": 1},
+            sort=[("seq", -1)],
+            hint=SESSION_TIMESTAMP,
         )
         self._observe("since", started)
         assert tied is not None
@@ -97,7 +109,7 @@ class History:
         """The oldest retained position and the counter's last one (2 point reads)."""
         started = time.perf_counter()
         oldest = await self._events.find_one(
-            {"session_id": session_id}, {"seq": 1}, sort=[("seq", 1)]
+            {"session_id": session_id}, {"seq": 1}, sort=[("seq", 1)], hint=SESSION_SEQ
         )
         counter = await self._sessions.find_one({"_id": session_id}, {"seq": 1})
         self._observe("bounds", started)
@@ -109,15 +121,19 @@ class History:
     async def by_event_id(self, event_id: str) -> Document | None:
         """One event (index event_id)."""
         started = time.perf_counter()
-        doc = await self._events.find_one({"event_id": event_id, "void": {"$ne": True}}, _NO_ID)
+        doc = await self._events.find_one(
+            {"event_id": event_id, "void": {"$ne": True}}, _NO_ID, hint="event_id"
+        )
         self._observe("event", started)
         return doc
 
     async def by_trace(self, trace_id: str, limit: int) -> list[Document]:
         """Events of a trace, oldest first (index trace_id)."""
         started = time.perf_counter()
-        cursor = self._events.find({"trace_id": trace_id}, _NO_ID).sort(
-            [("timestamp", 1), ("session_id", 1), ("seq", 1)]
+        cursor = (
+            self._events.find({"trace_id": trace_id}, _NO_ID)
+            .sort([("timestamp", 1), ("session_id", 1), ("seq", 1)])
+            .hint("trace_id")
         )
         docs = await cursor.limit(limit).to_list()
         self._observe("trace", started)
