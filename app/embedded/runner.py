@@ -51,6 +51,7 @@ def start_mongo(
         line = process.stdout.readline()
     finally:
         timer.cancel()
+        process.stdout.close()  # the server prints nothing after its address line
     if not line:
         stop(process)
         raise RuntimeError("the embedded MongoDB server did not start (see its log above)")
