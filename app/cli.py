@@ -20,6 +20,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("serve", help="run the API (uvicorn) on HOST:PORT")
     commands.add_parser("migrate", help="create or update every index and TTL, then exit")
     commands.add_parser("dev", help="API + worker, with embedded MongoDB and Redis when unset")
+    stats = commands.add_parser("stats", help="indexes, collection stats, counts, newest events")
+    stats.add_argument("--recent", type=int, default=10, help="how many newest events to show")
+    stats.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -31,6 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(settings)
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
+    if args.command == "stats":
+        return asyncio.run(_stats(settings, args.recent, args.json))
     from app.embedded.runner import run_dev
 
     return run_dev(settings)
@@ -80,4 +85,25 @@ async def _migrate(settings: Settings) -> int:
     for change in changes:
         print(change)
     print(f"{len(changes)} changes" if changes else "nothing to change: every index is up to date")
+    return 0
+
+
+async def _stats(settings: Settings, recent: int, as_json: bool) -> int:
+    if settings.mongo_url is None:
+        print("error: MONGO_URL must be set", file=sys.stderr)
+        return 2
+    import orjson
+
+    from app.mongo import Collections, connect
+    from app.stats import collect, render
+
+    client = connect(settings.mongo_url.get())
+    try:
+        report = await collect(Collections.of(client, settings.mongo_db), recent=recent)
+    finally:
+        await client.close()
+    if as_json:
+        print(orjson.dumps(report, default=str, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(render(report))
     return 0

@@ -96,6 +96,9 @@ class Metrics:
             ["collection"],
             registry=r,
         )
+        self.queue_length = Gauge(
+            "agentstream_queue_length", "Runs waiting in the ARQ queue", registry=r
+        )
         self.collection_count = Gauge(
             "agentstream_collection_documents",
             "Collection document count (collStats)",
