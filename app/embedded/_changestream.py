@@ -13,7 +13,7 @@ from typing import Any, cast
 from mongoeco.change_streams import compile_change_stream_pipeline
 from mongoeco.core.aggregation import apply_pipeline
 from mongoeco.core.codec import DocumentCodec
-from mongoeco.types import Timestamp
+from mongoeco.types import Timestamp  # type: ignore[attr-defined]
 
 from app.embedded._history import (
     EVENT,
@@ -98,10 +98,10 @@ class ChangeStreams:
         spec = _stream_spec(db_name, command["aggregate"], options, pipeline[1:])
         namespace = f"{db_name}.{command['aggregate']}"
         cursor = StreamCursor(next(self._ids), namespace, spec, self._start(options))
-        self._cursors[cursor.cursor_id] = cursor
         batch_size = cast(dict[str, Any], command.get("cursor") or {}).get("batchSize")
-        limit = _FIRST_BATCH if batch_size is None else int(batch_size)
-        return self._reply(cursor, self._collect(cursor, limit), "firstBatch")
+        batch = self._collect(cursor, _FIRST_BATCH if batch_size is None else int(batch_size))
+        self._cursors[cursor.cursor_id] = cursor
+        return self._reply(cursor, batch, "firstBatch")
 
     async def get_more(self, command: Document) -> Document:
         cursor = self._cursors[command["getMore"]]
@@ -112,7 +112,11 @@ class ChangeStreams:
         interruptions = self._interruptions
         while True:
             self.history.drain()
-            batch = self._collect(cursor, limit)
+            try:
+                batch = self._collect(cursor, limit)
+            except CommandError:
+                del self._cursors[cursor.cursor_id]  # a failed getMore kills its cursor
+                raise
             remaining = deadline - time.monotonic()
             if batch or cursor.invalidated or remaining <= 0:
                 break
@@ -142,7 +146,7 @@ class ChangeStreams:
     def _collect(self, cursor: StreamCursor, limit: int) -> list[Document]:
         cursor.last_used = time.monotonic()
         batch: list[Document] = []
-        records = iter(self.history.records_after(cursor.position))
+        records = self.history.records_after(cursor.position)
         while len(batch) < limit:
             if cursor.pending:
                 batch.append(cursor.pending.popleft())
@@ -183,15 +187,12 @@ class ChangeStreams:
                 )
             yield cast(Document, DocumentCodec.to_pymongo(result))
 
-    def _reply(self, cursor: StreamCursor, batch: list[Document], field: str) -> Document:
+    def _reply(self, cursor: StreamCursor, batch: list[Document], batch_name: str) -> Document:
         closed = cursor.invalidated and not cursor.pending
         if closed:
             self._cursors.pop(cursor.cursor_id, None)
-        if cursor.pending:
-            token = cursor.last_returned
-        else:
-            token = self.history.token(cursor.position)
-        reply = {"id": 0 if closed else cursor.cursor_id, "ns": cursor.namespace, field: batch}
+        token = cursor.last_returned if cursor.pending else self.history.token(cursor.position)
+        reply = {"id": 0 if closed else cursor.cursor_id, "ns": cursor.namespace, batch_name: batch}
         reply["postBatchResumeToken"] = token
         return {"cursor": reply, "ok": 1.0}
 
@@ -207,7 +208,9 @@ def _stream_spec(db_name: str, target: object, options: Document, stages: list[A
         raise CommandError(40415, "Location40415", f"unknown $changeStream field: {unknown[0]}")
     if sum(options.get(key) is not None for key in _RESUME_OPTIONS) > 1:
         raise CommandError(
-            50865, "Location50865", "Only one type of resume option is allowed, but multiple were found"
+            50865,
+            "Location50865",
+            "Only one type of resume option is allowed, but multiple were found",
         )
     full_document = options.get("fullDocument", "default")
     if full_document not in _FULL_DOCUMENT_MODES:

@@ -25,7 +25,9 @@ async def coll_mod(database: AsyncDatabase, command: Document) -> Document:
     if not isinstance(coll_name, str) or not coll_name:
         raise CommandError(73, "InvalidNamespace", "collMod needs a collection name")
     if coll_name not in await database.list_collection_names():
-        raise CommandError(26, "NamespaceNotFound", f"ns does not exist: {database.name}.{coll_name}")
+        raise CommandError(
+            26, "NamespaceNotFound", f"ns does not exist: {database.name}.{coll_name}"
+        )
     options = {key: value for key, value in command.items() if key not in _IGNORED}
     if not options:
         return {"ok": 1.0}

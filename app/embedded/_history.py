@@ -4,6 +4,10 @@ mongoeco publishes every committed change to an in-process hub, but only while a
 registered. The history registers one watcher for its whole lifetime and copies the hub's events
 into its own bounded log after every command, giving each a sequence number, a cluster time and
 a wall time. Resume tokens name a sequence number; a token older than the log answers 286.
+
+mongoeco 4.11 publishes a dropped collection's `invalidate` outside its engine's commit sequence,
+taking the token the next commit will bring; the hub then discards that commit as already seen
+(one lost change per drop). `SequencedHub` hands those events to the history instead.
 """
 
 from __future__ import annotations
@@ -14,12 +18,12 @@ import datetime
 import logging
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from mongoeco.change_streams import ChangeStreamHub
 from mongoeco.errors import OperationFailure
-from mongoeco.types import ChangeEventSnapshot
+from mongoeco.types import ChangeEventSnapshot  # type: ignore[attr-defined]
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +64,41 @@ class ChangeRecord:
     snapshot: ChangeEventSnapshot
 
 
+class SequencedHub(ChangeStreamHub):
+    """mongoeco's hub, with the events published outside the commit sequence sent aside."""
+
+    def __init__(self, *, max_retained_events: int) -> None:
+        super().__init__(max_retained_events=max_retained_events)
+        self.unsequenced: Callable[[ChangeEventSnapshot], None] | None = None
+
+    def publish(
+        self,
+        *,
+        operation_type: str,
+        db_name: str,
+        coll_name: str,
+        document_key: Document,
+        full_document: Document | None = None,
+        update_description: dict[str, object] | None = None,
+    ) -> None:
+        if operation_type != "invalidate" or self.unsequenced is None:
+            super().publish(
+                operation_type=operation_type,
+                db_name=db_name,
+                coll_name=coll_name,
+                document_key=document_key,
+                full_document=full_document,
+                update_description=update_description,
+            )
+            return
+        snapshot = ChangeEventSnapshot(0, operation_type, db_name, coll_name, document_key)
+        self.unsequenced(snapshot)
+
+
 class ChangeHistory:
     """The retained events, oldest first, with contiguous sequence numbers."""
 
-    def __init__(self, hub: ChangeStreamHub, limit: int) -> None:
+    def __init__(self, hub: SequencedHub, limit: int) -> None:
         if limit < 1:
             raise ValueError("history_limit must be positive")
         self.epoch = secrets.randbits(32)
@@ -77,13 +112,16 @@ class ChangeHistory:
         self._floor_time: ClusterTime = (0, 0)
         self._last_time: ClusterTime = (int(time.time()), 0)
         self._changed = asyncio.Event()
+        hub.unsequenced = self._append_unsequenced
         hub.register_watcher()
 
     @property
     def last_seq(self) -> int:
         return self._last_seq
 
-    def token(self, seq: int, cluster_time: ClusterTime | None = None, kind: int = EVENT) -> Document:
+    def token(
+        self, seq: int, cluster_time: ClusterTime | None = None, kind: int = EVENT
+    ) -> Document:
         """The resume token for the position after `seq` (an event's own token, or a high-water
         mark at the current cluster time)."""
         seconds, increment = cluster_time or self._high_water_time()
@@ -110,13 +148,13 @@ class ChangeHistory:
                 return record.seq - 1
         return self._last_seq
 
-    def records_after(self, seq: int) -> Sequence[ChangeRecord]:
+    def records_after(self, seq: int) -> Iterator[ChangeRecord]:
+        """The retained events after `seq`, oldest first (iterate before the next drain)."""
         if seq < self._floor:
             raise history_lost()
-        if not self._records or seq >= self._last_seq:
-            return ()
-        start = max(0, seq + 1 - self._records[0].seq)
-        return self._records[start:]
+        records = self._records
+        start = max(0, seq + 1 - records[0].seq) if records else 0
+        return (records[index] for index in range(start, len(records)))
 
     def drain(self) -> None:
         """Copy every event the hub has published since the last drain."""
@@ -158,6 +196,11 @@ class ChangeHistory:
             await asyncio.wait_for(self._changed.wait(), timeout)
         except TimeoutError:
             return
+
+    def _append_unsequenced(self, snapshot: ChangeEventSnapshot) -> None:
+        self.drain()  # what the hub already has came first
+        self._append(snapshot)
+        self.notify()
 
     def _append(self, snapshot: ChangeEventSnapshot) -> None:
         self._last_seq += 1
