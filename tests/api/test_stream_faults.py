@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import signal
 import socket
+from collections.abc import Mapping
+from typing import Any
 
 import httpx
 import pytest
 from pymongo import monitoring
+from pymongo.errors import OperationFailure
 
-from app.settings import Secret, Settings
-from support.servers import RunningAPI, running_api
-from support.sse import eventually, open_stream
+from app.settings import FeedMode, Secret, Settings
+from support.servers import MongoSource, RunningAPI, running_api
+from support.sse import eventually, eventually_async, open_stream
 from support.tcpproxy import TCPProxy
 
 pytestmark = pytest.mark.timeout(120)
@@ -53,6 +57,53 @@ async def test_a_broken_feed_loses_and_duplicates_nothing(
             got += await stream.take(7, timeout=60)
     assert [e.id for e in got] == written
     assert [e.data["data"]["i"] for e in got] == list(range(10))
+
+
+async def test_lost_change_stream_history_is_caught_up_from_the_collection(
+    settings: Settings, api: RunningAPI, mongo: MongoSource
+) -> None:
+    """The feed is cut off while events are written and the server's change history is lost
+    (code 286 on resume): it reopens the stream and reads the gap from the collection."""
+    if mongo.process is None:
+        pytest.skip("needs the embedded server's fault injection (SIGUSR2 drops its history)")
+    assert settings.mongo_url is not None
+    async with TCPProxy.for_url(settings.mongo_url.get()) as proxy:
+        proxied = dataclasses.replace(
+            settings,
+            sse_feed=FeedMode.CHANGE_STREAM,
+            mongo_url=Secret(proxy.url_through(settings.mongo_url.get())),
+            mongo_db=api.services.settings.mongo_db,
+        )
+        async with (
+            running_api(proxied) as streaming,
+            httpx.AsyncClient(base_url=api.url) as writer,
+            httpx.AsyncClient(base_url=streaming.url) as reader,
+            open_stream(reader, "amnesia") as stream,
+        ):
+            written = await post(writer, "amnesia", 2)
+            got = await stream.take(2)
+            probe = await api.services.collections.events.watch(max_await_time_ms=10)
+            token = probe.resume_token
+            await probe.close()
+            proxy.pause()
+            written += await post(writer, "amnesia", 3, start=2)
+            mongo.process.send_signal(signal.SIGUSR2)  # the server forgets its change history
+            await eventually_async(lambda: history_lost(api, token), what="history dropped")
+            written += await post(writer, "amnesia", 1, start=5)
+            proxy.resume()
+            got += await stream.take(4, timeout=60)
+            resumes = streaming.services.metrics.change_stream_resumes
+            assert resumes.labels("history_lost")._value.get() >= 1
+    assert [e.id for e in got] == written
+
+
+async def history_lost(api: RunningAPI, token: Mapping[str, Any] | None) -> bool:
+    try:
+        stream = await api.services.collections.events.watch(resume_after=token)
+        await stream.close()
+    except OperationFailure as exc:
+        return exc.code == 286
+    return False
 
 
 async def test_a_slow_consumer_is_closed_with_a_resumable_position(settings: Settings) -> None:

@@ -14,6 +14,7 @@ class TCPProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.cuts = 0
+        self.paused = False
 
     @classmethod
     def for_url(cls, url: str) -> TCPProxy:
@@ -60,7 +61,18 @@ class TCPProxy:
             writer.transport.abort()
         self._writers.clear()
 
+    def pause(self) -> None:
+        """Cut every connection and refuse new ones until `resume` (an outage)."""
+        self.paused = True
+        self.cut()
+
+    def resume(self) -> None:
+        self.paused = False
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.paused:
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._target)
         except OSError:
