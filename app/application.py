@@ -5,21 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
-from arq.connections import RedisSettings, create_pool
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from app import errors
-from app.api import events, health
-from app.feeds.base import Publisher
+from app.api import events, health, messages, runs
+from app.api import metrics as metrics_api
+from app.feeds.base import Feed, Publisher
 from app.feeds.select import choose_feed
 from app.hub import Hub
+from app.jobs import QUEUE_NAME, arq_pool
 from app.metrics import Metrics
 from app.migrations import migrate
 from app.mongo import Collections, connect
+from app.monitor import Monitor
+from app.runs import Runs
 from app.services import Services
 from app.settings import Settings, redact_url
 from app.store.events import EventWriter
@@ -28,19 +31,34 @@ from app.store.history import History
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, mongo_listeners: Sequence[Any] = ()) -> Starlette:
-    """The API. `mongo_listeners` are PyMongo event listeners (command monitoring, in tests)."""
+def create_app(
+    settings: Settings,
+    *,
+    mongo_listeners: Sequence[Any] = (),
+    feed_factory: Callable[[Publisher], Feed] | None = None,
+) -> Starlette:
+    """The API. `mongo_listeners` are PyMongo event listeners (command monitoring, in tests).
+
+    `feed_factory(publisher)`, when given, replaces the feed SSE_FEED would choose: the
+    benchmarks use an in-process feed to measure the hub and streams without database writes.
+    """
     if settings.mongo_url is None or settings.redis_url is None:
         raise ValueError("MONGO_URL and REDIS_URL must be set (./dev serve starts embedded ones)")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            app.state.services = await _open(settings, stack, mongo_listeners)
+            app.state.services = await _open(settings, stack, mongo_listeners, feed_factory)
             yield
 
     app = Starlette(
-        routes=[*health.routes, *events.routes],
+        routes=[
+            *health.routes,
+            *metrics_api.routes,
+            *events.routes,
+            *runs.routes,
+            *messages.routes,
+        ],
         exception_handlers={
             errors.APIError: errors.api_error_handler,
             HTTPException: errors.http_error_handler,
@@ -52,7 +70,10 @@ def create_app(settings: Settings, *, mongo_listeners: Sequence[Any] = ()) -> St
 
 
 async def _open(
-    settings: Settings, stack: contextlib.AsyncExitStack, listeners: Sequence[Any]
+    settings: Settings,
+    stack: contextlib.AsyncExitStack,
+    listeners: Sequence[Any],
+    feed_factory: Callable[[Publisher], Feed] | None = None,
 ) -> Services:
     assert settings.mongo_url is not None
     assert settings.redis_url is not None
@@ -64,7 +85,7 @@ async def _open(
         changes = await migrate(collections, settings)
         logger.info("migrations: %s", f"{len(changes)} changes" if changes else "up to date")
     logger.info("Redis %s", redact_url(settings.redis_url.get()))
-    redis = await create_pool(RedisSettings.from_dsn(settings.redis_url.get()))
+    redis = await arq_pool(settings.redis_url.get())
     stack.push_async_callback(redis.aclose)
 
     metrics = Metrics()
@@ -86,11 +107,16 @@ async def _open(
     hub = Hub(buffer_limit=settings.sse_buffer_events, filler=fill)
     metrics.watch_hub(hub.subscriber_counts)
     publisher = Publisher(hub, history, metrics, batch=settings.sse_batch_size)
-    feed = await choose_feed(settings, mongo, collections, publisher)
+    feed = (
+        feed_factory(publisher)
+        if feed_factory is not None
+        else await choose_feed(settings, mongo, collections, publisher)
+    )
     metrics.feed_mode.labels(feed.mode).set(1)
 
-    task = asyncio.create_task(feed.run(), name=f"feed-{feed.mode}")
-    stack.push_async_callback(_stop, task)
+    monitor = Monitor(collections, redis, metrics, queue_name=QUEUE_NAME)
+    _background(stack, feed.run(), f"feed-{feed.mode}")
+    _background(stack, monitor.run(), "monitor")
     stack.callback(hub.close)
     return Services(
         settings=settings,
@@ -102,12 +128,25 @@ async def _open(
         history=history,
         hub=hub,
         feed=feed,
+        monitor=monitor,
+        runs=Runs(settings=settings, collections=collections, writer=writer, redis=redis),
     )
 
 
-async def _stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("feed task ended with an error", exc_info=task.exception())
+def _background(
+    stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, None], name: str
+) -> None:
+    """Run `work` until the lifespan ends; a crash is logged at once, not at shutdown."""
+    task = asyncio.create_task(work, name=name)
+
+    def crashed(done: asyncio.Task[None]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            logger.error("background task %s crashed", name, exc_info=done.exception())
+
+    task.add_done_callback(crashed)
+
+    async def stop() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    stack.push_async_callback(stop)

@@ -16,6 +16,7 @@ This module imports nothing else from the app, so another service may vendor or 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from typing import Any, TypedDict
 
@@ -60,7 +61,7 @@ class JobArgsError(ValueError):
     """A job's argument does not follow the contract."""
 
 
-class JobFailed(Exception):  # noqa: N818 - mirrors arq's JobExecutionFailed
+class JobFailed(Exception):
     """A job result that was an exception in the worker, rebuilt from its JSON form."""
 
     def __init__(self, type_name: str, message: str) -> None:
@@ -180,7 +181,6 @@ async def enqueue(redis: ArqRedis, args: RunArgs) -> Job | None:
 async def abort(redis: ArqRedis, run_id: str) -> None:
     """Ask the worker to abort a run's job (arq's Job.abort), without waiting for it to end."""
     job = Job(run_id, bind(redis), _queue_name=QUEUE_NAME, _deserializer=deserialize)
-    try:
+    # TimeoutError: still running; JobFailed: already ended. The run record tells which.
+    with contextlib.suppress(TimeoutError, JobFailed):
         await job.abort(timeout=0, poll_delay=0.01)
-    except (TimeoutError, JobFailed):
-        pass  # still running, or already ended: the run record tells which

@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 from app.store.codec import Document
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+RUN_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 SUBSCRIBER_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000)
 
 
@@ -32,7 +33,9 @@ class _SubscriberDistribution(Collector):
         yield family
 
 
-class Metrics:
+class WriterMetrics:
+    """What every process that writes events exposes: the API and each worker."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
@@ -45,6 +48,52 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+
+    def observe_insert(self, docs: Sequence[Document], seconds: float) -> None:
+        self.insert_seconds.observe(seconds)
+        for doc in docs:
+            self.events_created.labels(doc["type"]).inc()
+
+
+class WorkerMetrics(WriterMetrics):
+    """A worker's metrics: its writes and the runs it ended."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry)
+        r = self.registry
+        self.runs = Counter(
+            "agentstream_runs", "Runs ended, by agent and status", ["agent", "status"], registry=r
+        )
+        self.run_seconds = Histogram(
+            "agentstream_run_duration_seconds",
+            "Run duration from start to end, by agent",
+            ["agent"],
+            buckets=RUN_BUCKETS,
+            registry=r,
+        )
+        self.run_failures = Counter(
+            "agentstream_run_failures",
+            "Runs that did not succeed, by agent and reason (error type, timed_out, cancelled)",
+            ["agent", "reason"],
+            registry=r,
+        )
+
+    def observe_run(
+        self, agent: str, status: str, seconds: float | None, reason: str | None
+    ) -> None:
+        self.runs.labels(agent, status).inc()
+        if seconds is not None:
+            self.run_seconds.labels(agent).observe(seconds)
+        if reason is not None:
+            self.run_failures.labels(agent, reason).inc()
+
+
+class Metrics(WriterMetrics):
+    """An API process's metrics."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry)
+        r = self.registry
         self.query_seconds = Histogram(
             "agentstream_event_query_seconds",
             "Event query latency, by query",
@@ -108,11 +157,6 @@ class Metrics:
 
     def watch_hub(self, counts: Callable[[], Sequence[int]]) -> None:
         self.registry.register(_SubscriberDistribution(counts))
-
-    def observe_insert(self, docs: Sequence[Document], seconds: float) -> None:
-        self.insert_seconds.observe(seconds)
-        for doc in docs:
-            self.events_created.labels(doc["type"]).inc()
 
     def observe_query(self, query: str, seconds: float) -> None:
         self.query_seconds.labels(query).observe(seconds)

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from app.hub import Hub
     from app.metrics import Metrics
     from app.mongo import Collections, Document
+    from app.monitor import Monitor
+    from app.runs import Runs
     from app.settings import Settings
     from app.store.events import EventWriter
     from app.store.history import History
@@ -30,6 +32,8 @@ class Services:
     history: History
     hub: Hub
     feed: Feed
+    monitor: Monitor
+    runs: Runs
 
 
 def services(request: Request) -> Services:

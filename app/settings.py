@@ -91,6 +91,7 @@ class Settings:
     worker_concurrency: int = 4
     job_time_limit: float = 600.0
     job_max_tries: int = 3
+    worker_metrics_port: int = 9101
     emit_flush_interval: float = 0.005
     emit_flush_events: int = 64
     shutdown_grace: float = 10.0
@@ -237,6 +238,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "worker_concurrency": ("WORKER_CONCURRENCY", _number(int, 1, 10_000)),
     "job_time_limit": ("JOB_TIME_LIMIT", _number(float, 0.0, 604_800.0, low_open=True)),
     "job_max_tries": ("JOB_MAX_TRIES", _number(int, 1, 100)),
+    "worker_metrics_port": ("WORKER_METRICS_PORT", _number(int, 0, 65_535)),
     "emit_flush_interval": ("EMIT_FLUSH_INTERVAL", _number(float, 0.0, 10.0)),
     "emit_flush_events": ("EMIT_FLUSH_EVENTS", _number(int, 1, 10_000)),
     "shutdown_grace": ("SHUTDOWN_GRACE", _number(float, 0.0, 3_600.0)),

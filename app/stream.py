@@ -76,8 +76,10 @@ class EventStream:
                     finally:
                         listener.cancel()
                         await asyncio.gather(listener, return_exceptions=True)
+                    logger.debug("stream of %s ended at %s", self._session_id, self._position)
         except _Disconnected:
-            logger.debug("client of %s went away at %s", self._session_id, self._position)
+            with log_context(session_id=self._session_id):
+                logger.debug("client of %s went away at %s", self._session_id, self._position)
         finally:
             metrics.sse_connections.dec()
         if not self._disconnected.is_set():

@@ -48,6 +48,7 @@ def settings(mongo_url: str, redis_url: str) -> Settings:
         sse_heartbeat=5.0,
         sse_gap_timeout=1.0,
         shutdown_grace=5.0,
+        worker_metrics_port=0,
     )
 
 

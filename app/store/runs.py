@@ -1,0 +1,160 @@
+"""Run records: the durable lifecycle of each agent run (ARQ's own results expire).
+
+Every status change is one findOneAndUpdate whose filter names the statuses it may leave, so a
+terminal status is never overwritten and two writers racing on a run cannot both win.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Any
+
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from app.store.codec import Document
+from app.store.events import Clock, utc_now
+from app.validation import format_timestamp
+
+if TYPE_CHECKING:
+    from app.mongo import Collections
+
+_NO_ID = {"_id": 0}
+
+
+class RunStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+# The one event that ends a run, per terminal status.
+TERMINAL_EVENT = {
+    RunStatus.SUCCEEDED: "run.completed",
+    RunStatus.FAILED: "run.failed",
+    RunStatus.CANCELLED: "run.cancelled",
+    RunStatus.TIMED_OUT: "run.timed_out",
+}
+
+
+def error_info(exc: BaseException, message: str | None = None) -> dict[str, str]:
+    """What a run records about an error: the class name and a message, never a traceback."""
+    return {"type": type(exc).__name__, "message": message if message is not None else str(exc)}
+
+
+def run_view(doc: Document) -> dict[str, Any]:
+    def when(field: str) -> str | None:
+        value = doc.get(field)
+        return None if value is None else format_timestamp(value)
+
+    return {
+        "run_id": doc["run_id"],
+        "session_id": doc["session_id"],
+        "agent": doc["agent"],
+        "status": doc["status"],
+        "trace_id": doc.get("trace_id"),
+        "created_at": when("created_at"),
+        "started_at": when("started_at"),
+        "ended_at": when("ended_at"),
+        "error": doc.get("error"),
+    }
+
+
+class RunStore:
+    def __init__(self, collections: Collections, *, clock: Clock = utc_now) -> None:
+        self._runs = collections.runs
+        self._events = collections.events
+        self._clock = clock
+
+    async def ensure(
+        self, run_id: str, session_id: str, agent: str, trace_id: str | None
+    ) -> tuple[Document, bool]:
+        """The run's record, created as `queued` when missing; True when this call created it."""
+        fields: Document = {
+            "run_id": run_id,
+            "session_id": session_id,
+            "agent": agent,
+            "trace_id": trace_id,
+            "status": RunStatus.QUEUED.value,
+            "created_at": self._clock(),
+            "attempts": 0,
+            # started_at, ended_at and error are absent until set: $min on a missing field sets it
+            # (null would sort below every date and win).
+        }
+        for _ in range(2):
+            try:
+                before = await self._runs.find_one_and_update(
+                    {"run_id": run_id},
+                    {"$setOnInsert": fields},
+                    upsert=True,
+                    projection=_NO_ID,
+                    return_document=ReturnDocument.BEFORE,
+                )
+            except DuplicateKeyError:
+                continue  # a concurrent upsert created it first; the next try finds it
+            return (fields, True) if before is None else (before, False)
+        raise RuntimeError(f"could not create or find run {run_id}")
+
+    async def get(self, run_id: str) -> Document | None:
+        return await self._runs.find_one({"run_id": run_id}, _NO_ID)
+
+    async def start(self, run_id: str, *, worker: str) -> Document | None:
+        """queued (or running, on a retry) -> running; None when the run has already ended."""
+        now = self._clock()
+        return await self._runs.find_one_and_update(
+            {"run_id": run_id, "status": {"$in": [s.value for s in ACTIVE]}},
+            {
+                "$set": {"status": RunStatus.RUNNING.value, "worker": worker},
+                "$min": {"started_at": now},
+                "$inc": {"attempts": 1},
+            },
+            projection=_NO_ID,
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def finish(
+        self,
+        run_id: str,
+        status: RunStatus,
+        error: dict[str, str] | None = None,
+        *,
+        only_from: tuple[RunStatus, ...] = ACTIVE,
+    ) -> Document | None:
+        """Move to a terminal status; None when the run is not in one of `only_from`."""
+        if not status.terminal:
+            raise ValueError(f"{status} is not a terminal status")
+        return await self._runs.find_one_and_update(
+            {"run_id": run_id, "status": {"$in": [s.value for s in only_from]}},
+            {"$set": {"status": status.value, "ended_at": self._clock(), "error": error}},
+            projection=_NO_ID,
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def request_cancel(self, run_id: str) -> Document | None:
+        """Mark a running run for cancellation (the worker ends it); None unless running."""
+        return await self._runs.find_one_and_update(
+            {"run_id": run_id, "status": RunStatus.RUNNING.value},
+            {"$set": {"cancel_requested_at": self._clock()}},
+            projection=_NO_ID,
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def has_event(self, event_id: str) -> bool:
+        return await self._events.find_one({"event_id": event_id}, {"_id": 1}) is not None
+
+    async def event_ids(self, session_id: str, run_id: str) -> set[str]:
+        """Ids of the events a run has written ("<run_id>.<step>"), by range on index event_id."""
+        cursor = self._events.find(
+            {"session_id": session_id, "event_id": {"$gte": f"{run_id}.", "$lt": f"{run_id}/"}},
+            {"_id": 0, "event_id": 1},
+        )
+        return {doc["event_id"] async for doc in cursor}

@@ -1,0 +1,118 @@
+"""The ARQ worker, built from the settings object.
+
+- `max_jobs` = WORKER_CONCURRENCY, `job_timeout` = JOB_TIME_LIMIT. A run gets JOB_MAX_TRIES
+  tries: the job asks for a retry with exponential backoff when MongoDB or Redis fails, and
+  ends a run `failed` itself when crashes redelivered it more often (arq's `max_tries` is one
+  higher, so arq never drops a run without the job recording why).
+- Jobs and results are JSON (`app.jobs.serialize`), never pickle.
+- Aborts are allowed: POST /v1/runs/{id}/cancel aborts the run's job.
+- SIGTERM: the worker stops taking jobs, lets running ones finish for SHUTDOWN_GRACE seconds,
+  then cancels the rest, which go back to the queue and run again on another worker.
+- A job whose worker died (SIGKILL, lost host) runs again once its in-progress key expires:
+  arq keeps that key for job_timeout + 10 seconds.
+- Health: every HEALTH_CHECK_INTERVAL seconds the worker writes a key named after its host,
+  which `worker --check` reads.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from arq.connections import RedisSettings
+from arq.worker import Worker, func
+
+from app.jobs import JOB_FUNCTION, QUEUE_NAME, deserialize, serialize
+from app.metrics import WorkerMetrics
+from app.settings import Settings
+from worker.agents import Registry
+from worker.jobs import STATE_KEY, WorkerState, run_agent
+
+HEALTH_CHECK_INTERVAL = 10.0
+KEEP_RESULT_SECONDS = 3600
+
+
+def health_check_key(host: str | None = None) -> str:
+    """One key per host: a container's health probe checks its own worker."""
+    return f"{QUEUE_NAME}:health-check:{host or socket.gethostname()}"
+
+
+def redis_settings(settings: Settings) -> RedisSettings:
+    if settings.redis_url is None:
+        raise ValueError("REDIS_URL must be set")
+    return RedisSettings.from_dsn(settings.redis_url.get())
+
+
+def worker_options(settings: Settings, state: WorkerState) -> dict[str, Any]:
+    """The keyword arguments of arq's Worker for these settings."""
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        await ctx[STATE_KEY].open()
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        await ctx[STATE_KEY].close()
+
+    return {
+        # One try more than JOB_MAX_TRIES: a run redelivered after its worker died that often
+        # is ended `failed` by the job itself instead of being dropped with its record running.
+        "functions": [func(run_agent, name=JOB_FUNCTION, max_tries=settings.job_max_tries + 1)],
+        "queue_name": QUEUE_NAME,
+        "redis_settings": redis_settings(settings),
+        "max_jobs": settings.worker_concurrency,
+        "job_timeout": settings.job_time_limit,
+        "max_tries": settings.job_max_tries + 1,
+        "retry_jobs": True,
+        "allow_abort_jobs": True,
+        "keep_result": KEEP_RESULT_SECONDS,
+        "health_check_interval": HEALTH_CHECK_INTERVAL,
+        "health_check_key": health_check_key(),
+        "job_serializer": serialize,
+        "job_deserializer": deserialize,
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "job_completion_wait": settings.shutdown_grace,
+        "ctx": {STATE_KEY: state},
+    }
+
+
+def create_worker(
+    settings: Settings,
+    *,
+    burst: bool = False,
+    poll_delay: float = 0.5,
+    handle_signals: bool = True,
+    mongo_listeners: Sequence[Any] = (),
+    metrics: WorkerMetrics | None = None,
+) -> Worker:
+    """An arq Worker for the runs queue. Call inside a running event loop."""
+    if settings.mongo_url is None:
+        raise ValueError("MONGO_URL must be set")
+    state = WorkerState(
+        settings=settings,
+        registry=Registry.from_settings(settings),
+        name=f"{socket.gethostname()}:{os.getpid()}",
+        mongo_listeners=mongo_listeners,
+        metrics=metrics or WorkerMetrics(),
+    )
+    worker = Worker(
+        **worker_options(settings, state),
+        burst=burst,
+        poll_delay=poll_delay,
+        handle_signals=handle_signals,
+    )
+    worker.on_stop = state.stop
+    return worker
+
+
+async def close_worker(worker: Worker) -> None:
+    """`worker.close()`: ends the jobs, deletes the health key, closes MongoDB and Redis.
+
+    arq 0.28 closes its pool with redis-py's deprecated `close()`; that warning is arq's, so it
+    is silenced here (tests turn warnings into errors).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Call to deprecated close", DeprecationWarning)
+        await worker.close()
