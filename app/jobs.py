@@ -8,7 +8,7 @@ positional argument, a JSON object:
 The job id is the run id, so enqueueing the same run twice is harmless. Jobs and results are
 JSON (orjson), never pickle: pickle would let anyone who can write to Redis run code in the
 worker. A service that only has arq and orjson enqueues with
-`job_serializer=orjson.dumps, job_deserializer=orjson.loads` (see docs/runs.md).
+`job_serializer=orjson.dumps, job_deserializer=orjson.loads` (see the README, "The job contract").
 
 This module imports nothing else from the app, so another service may vendor or import it alone.
 """

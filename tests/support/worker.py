@@ -277,12 +277,12 @@ class FakeOpenAI:
         await writer.drain()
 
 
-DOC = ROOT / "docs" / "runs.md"
+DOC = ROOT / "README.md"
 
 
 def snippet(name: str) -> str:
-    """The fenced code block that follows `<!-- snippet: name -->` in docs/runs.md."""
+    """The fenced code block that follows `<!-- snippet: name -->` in README.md."""
     text = DOC.read_text()
     match = re.search(rf"<!-- snippet: {name} -->\s*```python\n(.*?)```", text, re.S)
-    assert match, f"docs/runs.md has no snippet {name!r}"
+    assert match, f"README.md has no snippet {name!r}"
     return match.group(1)
