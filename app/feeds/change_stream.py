@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import OperationFailure, PyMongoError
@@ -91,12 +92,15 @@ class ChangeStreamFeed:
             if catch_up:
                 # The stream is open, so everything after this read is in it as well.
                 await self._publisher.read_forward()
+            checked = time.monotonic()
             while True:
                 change = await stream.try_next()
                 self._token = stream.resume_token
-                if change is None:
+                if change is not None:
+                    if change["operationType"] == "invalidate":
+                        raise _Invalidated
+                    self._publisher.publish([change["fullDocument"]])
+                if change is None or time.monotonic() - checked >= self._gap_timeout / 2:
+                    # Idle, or busy for a while: read or void positions that never arrived.
                     await self._publisher.fill_holes(self._gap_timeout)
-                    continue
-                if change["operationType"] == "invalidate":
-                    raise _Invalidated
-                self._publisher.publish([change["fullDocument"]])
+                    checked = time.monotonic()

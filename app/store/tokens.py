@@ -6,6 +6,7 @@ digits of a BLAKE2b hash of the session id.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -14,6 +15,7 @@ from app.errors import BadRequest
 _TOKEN = re.compile(r"^(\d{1,18})\.([0-9a-f]{8})$")
 
 
+@functools.lru_cache(maxsize=8192)
 def session_tag(session_id: str) -> str:
     return hashlib.blake2b(session_id.encode(), digest_size=4).hexdigest()
 

@@ -150,3 +150,23 @@ async def test_a_stale_position_is_reported_as_history_lost(feed_api: RunningAPI
     assert got[0].id is None
     assert got[0].data["requested"] == written[0]
     assert ids(got[1:]) == written[3:]
+
+
+async def test_a_position_whose_writer_died_is_voided_and_the_stream_goes_on(
+    feed_api: RunningAPI,
+) -> None:
+    collections = feed_api.services.collections
+    async with httpx.AsyncClient(base_url=feed_api.url) as client:
+        first = await post(client, "orphan", {"type": "a", "data": {}})
+        async with open_stream(client, "orphan") as stream:
+            assert ids(await stream.take(1)) == first
+            # A writer takes position 2 and dies before its insert.
+            await collections.sessions.update_one({"_id": "orphan"}, {"$inc": {"seq": 1}})
+            later = await post(client, "orphan", {"type": "b", "data": {}})
+            got = await stream.take(1, timeout=30)  # held back until position 2 is voided
+        stored = [e["id"] for e in await history(client, "orphan")]
+    assert ids(got) == later
+    void = await collections.events.find_one({"session_id": "orphan", "seq": 2})
+    assert void is not None
+    assert void["void"] is True
+    assert stored == first + later
