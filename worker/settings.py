@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import warnings
@@ -113,6 +114,13 @@ async def close_worker(worker: Worker) -> None:
     arq 0.28 closes its pool with redis-py's deprecated `close()`; that warning is arq's, so it
     is silenced here (tests turn warnings into errors).
     """
+    # arq's close() cancels the running jobs, then gathers them without return_exceptions, so a
+    # job cancelled while arq shields its bookkeeping makes close() raise before it deletes the
+    # health key and closes the pools. Cancel and collect the jobs here first.
+    for task in worker.tasks.values():
+        task.cancel()
+    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+    worker.tasks.clear()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Call to deprecated close", DeprecationWarning)
         await worker.close()
