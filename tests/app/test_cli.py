@@ -1,0 +1,82 @@
+"""The admin CLI: migrate and stats print what an operator needs."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Iterator
+
+import orjson
+import pytest
+
+from app import cli
+from app.mongo import Collections
+from app.settings import Settings
+from app.store.events import EventWriter, NewEvent, utc_now
+
+
+@pytest.fixture(autouse=True)
+def keep_logging() -> Iterator[None]:
+    """The CLI configures logging, as entry points do; give the test runner its own back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Settings:
+    assert settings.mongo_url is not None
+    monkeypatch.setenv("MONGO_URL", settings.mongo_url.get())
+    monkeypatch.setenv("MONGO_DB", settings.mongo_db)
+    return settings
+
+
+def run_cli(*argv: str) -> int:
+    # The CLI runs its own event loop, as it does from a shell.
+    return asyncio.get_running_loop().run_in_executor(None, cli.main, list(argv))  # type: ignore[return-value]
+
+
+async def test_migrate_says_what_it_did_then_that_nothing_changed(
+    environment: Settings, collections: Collections, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await collections.db.drop_collection("messages")
+    assert await run_cli("migrate") == 0
+    first = capsys.readouterr().out
+    assert "created messages.message_id: (message_id asc), unique" in first
+    assert await run_cli("migrate") == 0
+    assert capsys.readouterr().out.strip() == "nothing to change: every index is up to date"
+
+
+async def test_stats_reports_indexes_counts_and_recent_events(
+    environment: Settings, collections: Collections, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = utc_now()
+    times = iter(now + datetime.timedelta(seconds=i) for i in range(9))
+    writer = EventWriter(collections, clock=lambda: next(times))
+    await writer.append("s1", [NewEvent("hello", {})])
+    await writer.append("s1", [NewEvent("bye", {})])
+    assert await run_cli("stats", "--recent", "1") == 0
+    captured = capsys.readouterr()
+    assert "events.session_seq: (session_id 1, seq 1) unique" in captured.out
+    assert "Events: 2" in captured.out
+    assert "s1  2." in captured.out  # the newest event's token
+    assert "reading events: indexes, collStats" in captured.err  # progress on stderr
+    assert await run_cli("stats", "--json") == 0
+    report = orjson.loads(capsys.readouterr().out)
+    assert report["event_count"] == 2
+    assert report["collections"]["events"]["count"] == 2
+    assert [e["type"] for e in report["recent_events"]] == ["bye", "hello"]
+
+
+def test_a_bad_setting_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SSE_POLL_INTERVAL", "-1")
+    assert cli.main(["migrate"]) == 2
+    assert capsys.readouterr().err == (
+        "error: SSE_POLL_INTERVAL='-1' is invalid: SSE_POLL_INTERVAL accepts a number > 0.0"
+        " and <= 60.0\n"
+    )
