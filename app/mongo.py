@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 type Document = dict[str, Any]
 
@@ -40,3 +41,24 @@ class Collections:
             sessions=db["sessions"],
             meta=db["_migrations"],
         )
+
+
+async def upsert(
+    collection: AsyncCollection[Document],
+    query: Document,
+    update: Document,
+    *,
+    return_document: bool = ReturnDocument.AFTER,
+    projection: Document | None = None,
+) -> Document | None:
+    """findAndModify with upsert, retried once: when two first upserts of one key race, the
+    loser's insert hits the unique index, and its retry finds the winner's document."""
+    for attempt in range(2):
+        try:
+            return await collection.find_one_and_update(
+                query, update, upsert=True, projection=projection, return_document=return_document
+            )
+        except DuplicateKeyError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")

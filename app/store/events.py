@@ -20,10 +20,10 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pymongo import ReturnDocument
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from app.errors import BadRequest, Conflict, PayloadTooLarge
+from app.mongo import upsert
 from app.store.codec import Document, event_json
 from app.validation import event_type, identifier, json_object, optional_identifier
 
@@ -200,19 +200,13 @@ class EventWriter:
 
     async def _allocate(self, session_id: str, count: int) -> tuple[int, datetime.datetime]:
         now = self._clock()
-        for _ in range(2):
-            try:
-                counter = await self._collections.sessions.find_one_and_update(
-                    {"_id": session_id},
-                    {"$inc": {"seq": count}, "$max": {"ts": now}, "$set": {"updated_at": now}},
-                    upsert=True,
-                    return_document=ReturnDocument.AFTER,
-                )
-            except DuplicateKeyError:
-                continue  # two first writes raced on the upsert; the second now finds the doc
-            assert counter is not None
-            return int(counter["seq"]), counter["ts"]
-        raise RuntimeError(f"could not allocate positions for session {session_id}")
+        counter = await upsert(
+            self._collections.sessions,
+            {"_id": session_id},
+            {"$inc": {"seq": count}, "$max": {"ts": now}, "$set": {"updated_at": now}},
+        )
+        assert counter is not None
+        return int(counter["seq"]), counter["ts"]
 
     async def _resolve_known(
         self, session_id: str, known: list[tuple[int, Document]], stored: dict[int, Document]

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
-
 from app.errors import Conflict
+from app.mongo import upsert
 from app.store.codec import Document
 from app.store.events import Clock, utc_now
 
@@ -43,19 +41,9 @@ class MessageStore:
             "trace_id": trace_id,
             "timestamp": self._clock(),
         }
-        stored: Document | None = None
-        for _ in range(2):
-            try:
-                stored = await self._messages.find_one_and_update(
-                    {"message_id": message_id},
-                    {"$setOnInsert": fields},
-                    upsert=True,
-                    projection=_NO_ID,
-                    return_document=ReturnDocument.AFTER,
-                )
-            except DuplicateKeyError:
-                continue  # a concurrent retry inserted it first; the next try returns it
-            break
+        stored = await upsert(
+            self._messages, {"message_id": message_id}, {"$setOnInsert": fields}, projection=_NO_ID
+        )
         if stored is None:
             raise RuntimeError(f"could not store message {message_id}")
         if stored["session_id"] != session_id:
@@ -71,5 +59,6 @@ class MessageStore:
             self._messages.find({"session_id": session_id}, _NO_ID)
             .sort([("timestamp", 1), ("_id", 1)])
             .limit(limit)
+            .hint("session_timestamp")
         )
         return await cursor.to_list()

@@ -10,8 +10,8 @@ import enum
 from typing import TYPE_CHECKING, Any
 
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
 
+from app.mongo import upsert
 from app.store.codec import Document
 from app.store.events import Clock, utc_now
 from app.validation import format_timestamp
@@ -90,19 +90,14 @@ class RunStore:
             # started_at, ended_at and error are absent until set: $min on a missing field sets it
             # (null would sort below every date and win).
         }
-        for _ in range(2):
-            try:
-                before = await self._runs.find_one_and_update(
-                    {"run_id": run_id},
-                    {"$setOnInsert": fields},
-                    upsert=True,
-                    projection=_NO_ID,
-                    return_document=ReturnDocument.BEFORE,
-                )
-            except DuplicateKeyError:
-                continue  # a concurrent upsert created it first; the next try finds it
-            return (fields, True) if before is None else (before, False)
-        raise RuntimeError(f"could not create or find run {run_id}")
+        before = await upsert(
+            self._runs,
+            {"run_id": run_id},
+            {"$setOnInsert": fields},
+            projection=_NO_ID,
+            return_document=ReturnDocument.BEFORE,
+        )
+        return (fields, True) if before is None else (before, False)
 
     async def get(self, run_id: str) -> Document | None:
         return await self._runs.find_one({"run_id": run_id}, _NO_ID)

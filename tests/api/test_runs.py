@@ -3,67 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
-from arq.worker import Worker
-from redis.asyncio import Redis
 
-from app.jobs import QUEUE_NAME
 from app.settings import Secret, Settings
 from support.servers import RunningAPI
 from support.sse import Event, Stream, open_stream
-from worker.settings import close_worker, create_worker
+from support.worker import ARQ_DB, burst, flush, queue_length, running_worker, with_db
 
 pytestmark = pytest.mark.timeout(60)
 
-ARQ_DB = 14  # the Redis database run tests own: flushed before and after each test
 TERMINAL = {"run.completed", "run.failed", "run.cancelled", "run.timed_out"}
-
-
-def _redis(settings: Settings) -> Redis:
-    assert settings.redis_url is not None
-    return Redis.from_url(settings.redis_url.get())
-
-
-async def queued(settings: Settings) -> int:
-    """How many jobs the runs queue holds."""
-    client = _redis(settings)
-    try:
-        return int(await client.zcard(QUEUE_NAME))
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture
 async def settings(settings: Settings) -> AsyncIterator[Settings]:
     """The suite's settings on a Redis database of this test's own."""
     assert settings.redis_url is not None
-    parts = urlsplit(settings.redis_url.get())
-    url = urlunsplit((parts.scheme, parts.netloc, f"/{ARQ_DB}", "", ""))
-    own = dataclasses.replace(settings, redis_url=Secret(url))
-    client = _redis(own)
-    await client.flushdb()
-    yield own
-    await client.flushdb()
-    await client.aclose()
-
-
-@contextlib.asynccontextmanager
-async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
-    worker = create_worker(settings, handle_signals=False, poll_delay=0.02)
-    task = asyncio.create_task(worker.async_run())
-    try:
-        yield worker
-    finally:
-        await close_worker(worker)
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 10)
+    url = with_db(settings.redis_url.get(), ARQ_DB)
+    await flush(url)
+    yield dataclasses.replace(settings, redis_url=Secret(url))
+    await flush(url)
 
 
 @pytest.fixture
@@ -192,7 +156,7 @@ async def test_bad_input_is_refused_and_nothing_is_enqueued(
     error = response.json()["error"]
     assert error["code"] == code
     assert message in error["message"]
-    assert await queued(settings) == 0
+    assert await queue_length(settings) == 0
     assert await api.services.collections.runs.count_documents({}) == 0
     assert await api.services.collections.events.count_documents({}) == 0
 
@@ -219,11 +183,7 @@ async def test_cancelling_a_queued_run_ends_it_and_it_never_starts(
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "conflict"
     assert "already ended: cancelled" in again.json()["error"]["message"]
-    worker = create_worker(settings, burst=True, poll_delay=0, handle_signals=False)
-    try:
-        await asyncio.wait_for(worker.async_run(), 30)
-    finally:
-        await close_worker(worker)
+    worker = await burst(settings)
     assert worker.jobs_complete == 0
     async with open_stream(client, "q") as stream:
         events = await until_end(stream, timeout=5)
@@ -269,7 +229,7 @@ async def test_posting_a_run_id_twice_starts_one_run(
     second = await post_run(client, "twice", body)
     assert first.status_code == second.status_code == 202
     assert first.json() == second.json() == {"run_id": "client-run-1", "trace_id": "t1"}
-    assert await queued(settings) == 1
+    assert await queue_length(settings) == 1
     assert await api.services.collections.events.count_documents({}) == 1
     elsewhere = await post_run(client, "other", body)
     assert elsewhere.status_code == 409
@@ -299,7 +259,7 @@ async def test_posting_again_repairs_a_run_whose_enqueue_was_lost(
     response = await post_run(client, "lost", body)
     assert response.status_code == 202
     assert response.json() == {"run_id": "lost-1", "trace_id": "t-lost"}
-    assert await queued(settings) == 1
+    assert await queue_length(settings) == 1
     async with running_worker(settings), open_stream(client, "lost") as stream:
         events = await until_end(stream)
     assert [e.event for e in events][:2] == ["run.queued", "run.started"]
