@@ -106,8 +106,10 @@ async def history_lost(api: RunningAPI, token: Mapping[str, Any] | None) -> bool
     return False
 
 
-async def test_a_slow_consumer_is_closed_with_a_resumable_position(settings: Settings) -> None:
-    small = dataclasses.replace(settings, sse_buffer_events=3, sse_feed="poll")  # type: ignore[arg-type]
+async def test_a_slow_consumer_is_closed_with_a_resumable_position(
+    feed_settings: Settings,
+) -> None:
+    small = dataclasses.replace(feed_settings, sse_buffer_events=3)
     async with running_api(small) as api, httpx.AsyncClient(base_url=api.url) as client:
         async with open_stream(client, "slow") as stream:
             await eventually(lambda: api.services.hub.subscribers == 1)
