@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 
 import httpx
 import pytest
 
-from support.servers import RunningAPI
+from support.servers import RunningAPI, running_api
 from support.sse import Event, eventually, open_stream
 
 pytestmark = pytest.mark.timeout(120)
@@ -170,3 +171,31 @@ async def test_a_position_whose_writer_died_is_voided_and_the_stream_goes_on(
     assert void is not None
     assert void["void"] is True
     assert stored == first + later
+
+
+async def test_two_api_instances_agree_and_a_client_can_move_between_them(
+    feed_api: RunningAPI,
+) -> None:
+    same_db = dataclasses.replace(feed_api.services.settings)
+    async with (
+        running_api(same_db) as other,
+        httpx.AsyncClient(base_url=feed_api.url) as one,
+        httpx.AsyncClient(base_url=other.url) as two,
+        open_stream(one, "shared") as on_one,
+        open_stream(two, "shared") as on_two,
+    ):
+        await eventually(lambda: feed_api.services.hub.subscribers == 1)
+        await eventually(lambda: other.services.hub.subscribers == 1)
+
+        async def write(client: httpx.AsyncClient, tag: str) -> None:
+            for i in range(6):
+                await post(client, "shared", {"type": tag, "data": {"i": i}})
+
+        await asyncio.gather(write(one, "a"), write(two, "b"))
+        seen_one = await on_one.take(12)
+        seen_two = await on_two.take(6)
+        # Half way through, the second client moves to the first instance with its last id.
+        async with open_stream(one, "shared", last_event_id_header=seen_two[-1].id or "") as moved:
+            seen_two += await moved.take(6)
+        stored = [e["id"] for e in await history(one, "shared")]
+    assert ids(seen_one) == ids(seen_two) == stored
