@@ -51,6 +51,12 @@ class ChangeStreamFeed:
         return self._running
 
     async def run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            self._running = False  # cancelled, or crashed: /readyz reports it either way
+
+    async def _loop(self) -> None:
         catch_up = False
         failures = 0
         while True:

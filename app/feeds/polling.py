@@ -28,6 +28,12 @@ class PollingFeed:
         return self._running
 
     async def run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            self._running = False  # cancelled, or crashed: /readyz reports it either way
+
+    async def _loop(self) -> None:
         failures = 0
         while True:
             try:
