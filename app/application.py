@@ -27,6 +27,7 @@ from app.services import Services
 from app.settings import Settings, redact_url
 from app.store.events import EventWriter
 from app.store.history import History
+from app.stream import SendWatchdog
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,8 @@ async def _open(
     monitor = Monitor(collections, redis, metrics, queue_name=QUEUE_NAME)
     _background(stack, feed.run(), f"feed-{feed.mode}")
     _background(stack, monitor.run(), "monitor")
+    watchdog = SendWatchdog(settings.sse_send_timeout)
+    _background(stack, watchdog.run(), "send-watchdog")
     stack.callback(hub.close)
     return Services(
         settings=settings,
@@ -129,6 +132,7 @@ async def _open(
         hub=hub,
         feed=feed,
         monitor=monitor,
+        watchdog=watchdog,
         runs=Runs(settings=settings, collections=collections, writer=writer, redis=redis),
     )
 

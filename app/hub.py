@@ -27,13 +27,14 @@ type Filler = Callable[[str, list[int]], Awaitable[list[Document]]]
 class Subscription:
     """One subscriber's bounded buffer. Filled by the hub, drained by the subscriber's stream."""
 
-    __slots__ = ("_buffer", "_limit", "_wake", "overflowed", "session_id")
+    __slots__ = ("_buffer", "_limit", "_waiter", "_woken", "overflowed", "session_id")
 
     def __init__(self, session_id: str, limit: int) -> None:
         self.session_id = session_id
         self._buffer: collections.deque[Item] = collections.deque()
         self._limit = limit
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
+        self._woken = False
         self.overflowed = False
 
     def push(self, item: Item) -> None:
@@ -44,27 +45,46 @@ class Subscription:
             self._buffer.clear()
         else:
             self._buffer.append(item)
-        self._wake.set()
+        self.wake()
 
     def drain(self) -> list[Item]:
         items = list(self._buffer)
         self._buffer.clear()
-        self._wake.clear()
+        self._woken = False
         return items
 
     def wake(self) -> None:
-        self._wake.set()
+        """Make the current or next `wait` return (until the next `drain`)."""
+        self._woken = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def wait(self, timeout: float | None) -> None:
-        """Return when items arrive, on overflow or close, or after `timeout` seconds."""
-        if self._buffer or self.overflowed:
+        """Return when items arrive, on overflow or a wake-up, or after `timeout` seconds.
+
+        A bare future and one timer: this runs once per delivery batch of every subscriber,
+        and asyncio.Event plus asyncio.timeout cost several times as much (see BENCHMARKS.md).
+        """
+        if self._woken or self.overflowed:
             return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._wake.wait()
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None if timeout is None else loop.call_later(timeout, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
     def __len__(self) -> int:
         return len(self._buffer)
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _Session:

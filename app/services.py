@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from app.settings import Settings
     from app.store.events import EventWriter
     from app.store.history import History
+    from app.stream import SendWatchdog
 
 
 @dataclasses.dataclass(slots=True)
@@ -34,6 +35,7 @@ class Services:
     feed: Feed
     monitor: Monitor
     runs: Runs
+    watchdog: SendWatchdog
 
 
 def services(request: Request) -> Services:

@@ -52,6 +52,9 @@ class EventStream:
         self._pending: dict[int, bytes | None] = {}
         self._gap_since: float | None = None
         self._disconnected = asyncio.Event()
+        self._writing_since: float | None = None
+        self._stuck = False
+        self._task: asyncio.Task[object] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send(
@@ -67,6 +70,9 @@ class EventStream:
         )
         metrics = self._svc.metrics
         metrics.sse_connections.inc()
+        self._task = asyncio.current_task()
+        watchdog = self._svc.watchdog
+        watchdog.add(self)
         try:
             with log_context(session_id=self._session_id):
                 async with self._svc.hub.subscribe(self._session_id) as subscription:
@@ -81,6 +87,7 @@ class EventStream:
             with log_context(session_id=self._session_id):
                 logger.debug("client of %s went away at %s", self._session_id, self._position)
         finally:
+            watchdog.discard(self)
             metrics.sse_connections.dec()
         if not self._disconnected.is_set():
             await self._write(send, b"", more=False)
@@ -191,10 +198,15 @@ class EventStream:
     async def _write(self, send: Send, body: bytes, *, more: bool = True) -> None:
         if self._disconnected.is_set():
             raise _Disconnected
+        self._writing_since = time.monotonic()
         try:
-            async with asyncio.timeout(self._svc.settings.sse_send_timeout):
-                await send({"type": "http.response.body", "body": body, "more_body": more})
-        except TimeoutError:
+            await send({"type": "http.response.body", "body": body, "more_body": more})
+        except asyncio.CancelledError:
+            if not self._stuck:
+                raise
+            task = asyncio.current_task()
+            assert task is not None
+            task.uncancel()  # the watchdog's cancellation, not the server's
             logger.info("client of %s stopped reading; closing", self._session_id)
             self._svc.metrics.slow_client_disconnects.inc()
             self._disconnected.set()
@@ -202,3 +214,41 @@ class EventStream:
         except OSError:
             self._disconnected.set()
             raise _Disconnected from None
+        finally:
+            self._writing_since = None
+
+    def abort_if_stuck(self, now: float, timeout: float) -> None:
+        """Called by the watchdog: cancel a write that has waited on the client too long."""
+        since = self._writing_since
+        if since is not None and now - since >= timeout and not self._stuck:
+            self._stuck = True
+            assert self._task is not None
+            self._task.cancel()  # the task is suspended in that write, so it lands there
+
+
+class SendWatchdog:
+    """Ends streams whose client stopped reading (SSE_SEND_TIMEOUT).
+
+    One sweep over the open streams every quarter of the timeout (at most every second)
+    replaces a timer per write, which cost more than the write itself under load.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._streams: set[EventStream] = set()
+
+    def add(self, stream: EventStream) -> None:
+        self._streams.add(stream)
+
+    def discard(self, stream: EventStream) -> None:
+        self._streams.discard(stream)
+
+    def sweep(self, now: float) -> None:
+        for stream in list(self._streams):
+            stream.abort_if_stuck(now, self.timeout)
+
+    async def run(self) -> None:
+        interval = min(1.0, self.timeout / 4)
+        while True:
+            await asyncio.sleep(interval)
+            self.sweep(time.monotonic())
