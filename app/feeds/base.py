@@ -24,6 +24,28 @@ class Feed(Protocol):
     async def run(self) -> None: ...
 
 
+class FeedLoop:
+    """What both feeds share: `running` for /readyz, false again once the loop ends."""
+
+    mode = "none"
+
+    def __init__(self) -> None:
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    async def run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            self._running = False  # cancelled, or crashed: /readyz reports it either way
+
+    async def _loop(self) -> None:
+        raise NotImplementedError
+
+
 class Publisher:
     """Publishes to the hub, measures lag, and reads forward from the hub's watermarks."""
 

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import OperationFailure, PyMongoError
 
+from app.feeds.base import FeedLoop
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -28,7 +30,7 @@ class _Invalidated(Exception):
     pass
 
 
-class ChangeStreamFeed:
+class ChangeStreamFeed(FeedLoop):
     mode = "change_stream"
 
     def __init__(
@@ -39,22 +41,12 @@ class ChangeStreamFeed:
         gap_timeout: float,
         max_await: float = 0.5,
     ) -> None:
+        super().__init__()
         self._events = events
         self._publisher = publisher
         self._gap_timeout = gap_timeout
         self._max_await_ms = int(max_await * 1000)
-        self._running = False
         self._token: Mapping[str, Any] | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._running
-
-    async def run(self) -> None:
-        try:
-            await self._loop()
-        finally:
-            self._running = False  # cancelled, or crashed: /readyz reports it either way
 
     async def _loop(self) -> None:
         catch_up = False

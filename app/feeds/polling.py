@@ -8,30 +8,22 @@ from typing import TYPE_CHECKING
 
 from pymongo.errors import PyMongoError
 
+from app.feeds.base import FeedLoop
+
 if TYPE_CHECKING:
     from app.feeds.base import Publisher
 
 logger = logging.getLogger(__name__)
 
 
-class PollingFeed:
+class PollingFeed(FeedLoop):
     mode = "poll"
 
     def __init__(self, publisher: Publisher, *, interval: float, gap_timeout: float) -> None:
+        super().__init__()
         self._publisher = publisher
         self._interval = interval
         self._gap_timeout = gap_timeout
-        self._running = False
-
-    @property
-    def running(self) -> bool:
-        return self._running
-
-    async def run(self) -> None:
-        try:
-            await self._loop()
-        finally:
-            self._running = False  # cancelled, or crashed: /readyz reports it either way
 
     async def _loop(self) -> None:
         failures = 0
