@@ -14,6 +14,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from pymongo.errors import PyMongoError
+
 from app.logs import log_context
 from app.sse import HEARTBEAT, control_frame, event_frame, retry_frame
 from app.store import tokens
@@ -107,8 +109,17 @@ class EventStream:
             self._svc.metrics.history_lost.inc()
             opening += control_frame(HISTORY_LOST, self._start.lost)
         await self._write(send, opening)
-        await self._catch_up(subscription, send)
+        try:
+            await self._catch_up(subscription, send)
+        except PyMongoError as exc:
+            logger.warning("catch-up of %s failed: %s", self._session_id, exc)
+            return await self._finish(send, "unavailable")
         self._svc.hub.start_at(self._session_id, self._position)
+        await self._live(subscription, send)
+
+    async def _live(self, subscription: Subscription, send: Send) -> None:
+        """Live events from the hub until the client leaves, the time limit, or shutdown."""
+        settings = self._svc.settings
         deadline = None if settings.sse_timeout == 0 else time.monotonic() + settings.sse_timeout
         last_write = time.monotonic()
         while True:
@@ -185,10 +196,15 @@ class EventStream:
             s for s in range(self._position + 1, max(self._pending)) if s not in self._pending
         ]
         logger.info("positions %s of %s overdue; reading them", missing, self._session_id)
-        for doc in await self._svc.hub.fill(self._session_id, missing):
+        self._gap_since = time.monotonic()  # on failure, the next try is one gap timeout away
+        try:
+            found = await self._svc.hub.fill(self._session_id, missing)
+        except PyMongoError as exc:
+            logger.warning("could not read overdue positions of %s: %s", self._session_id, exc)
+            return
+        for doc in found:
             if doc["seq"] > self._position:
                 self._pending[doc["seq"]] = None if doc.get("void") else event_frame(doc)
-        self._gap_since = time.monotonic()
 
     async def _finish(self, send: Send, reason: str) -> None:
         last = tokens.encode(self._session_id, self._position) if self._position else None

@@ -245,3 +245,26 @@ async def test_shutdown_ends_open_streams_promptly(settings: Settings) -> None:
             events = [e async for e in stream.events()]
     assert events[-1].event == "stream.reconnect"
     assert events[-1].data["reason"] == "shutdown"
+
+
+async def test_a_stream_that_cannot_reach_the_database_says_so_and_ends(
+    settings: Settings, api: RunningAPI
+) -> None:
+    assert settings.mongo_url is not None
+    async with TCPProxy.for_url(settings.mongo_url.get()) as proxy:
+        proxied = dataclasses.replace(
+            settings,
+            sse_feed=FeedMode.POLL,
+            mongo_url=Secret(proxy.url_through(settings.mongo_url.get())),
+            mongo_db=api.services.settings.mongo_db,
+        )
+        async with (
+            running_api(proxied) as streaming,
+            httpx.AsyncClient(base_url=streaming.url) as reader,
+        ):
+            proxy.pause()  # MongoDB becomes unreachable for this API process
+            async with open_stream(reader, "dark") as stream:
+                events = [e async for e in stream.events()]
+            proxy.resume()
+    assert [e.event for e in events] == ["stream.reconnect"]
+    assert events[0].data == {"reason": "unavailable", "last_event_id": None}
