@@ -84,6 +84,8 @@ async def _open(
     collections = Collections.of(mongo, settings.mongo_db)
     if settings.migrate_on_startup:
         changes = await migrate(collections, settings)
+        for change in changes:
+            logger.info("migration: %s", change)
         logger.info("migrations: %s", f"{len(changes)} changes" if changes else "up to date")
     logger.info("Redis %s", redact_url(settings.redis_url.get()))
     redis = await arq_pool(settings.redis_url.get())

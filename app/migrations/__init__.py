@@ -45,7 +45,7 @@ async def migrate(collections: Collections, settings: Settings) -> list[Change]:
             existing[spec.collection] = await _indexes(collections, spec.collection)
         change = await _apply(collections, spec, existing[spec.collection].get(spec.name))
         if change is not None:
-            logger.info("migration: %s", change)
+            logger.debug("migration: %s", change)
             changes.append(change)
     await collections.meta.update_one(
         {"_id": "schema"},
