@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import signal
 import socket
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
@@ -30,31 +31,43 @@ async def post(client: httpx.AsyncClient, session: str, count: int, start: int =
     return [e["id"] for e in response.json()["events"]]
 
 
+@contextlib.asynccontextmanager
+async def api_behind_proxy(
+    settings: Settings, api: RunningAPI, **changes: Any
+) -> AsyncIterator[tuple[TCPProxy, RunningAPI]]:
+    """A second API process on `api`'s database that reaches MongoDB through a TCP proxy the
+    test can cut or pause; writes made through `api` go to MongoDB directly."""
+    assert settings.mongo_url is not None
+    url = settings.mongo_url.get()
+    async with TCPProxy.for_url(url) as proxy:
+        proxied = dataclasses.replace(
+            settings,
+            mongo_url=Secret(proxy.url_through(url)),
+            mongo_db=api.services.settings.mongo_db,
+            **changes,
+        )
+        async with running_api(proxied) as streaming:
+            yield proxy, streaming
+
+
 async def test_a_broken_feed_loses_and_duplicates_nothing(
     feed_settings: Settings, api: RunningAPI
 ) -> None:
     """Writes go through `api` (direct); the streaming API reads MongoDB through a proxy that
     drops every connection mid-stream, like a failover."""
-    assert feed_settings.mongo_url is not None
-    async with TCPProxy.for_url(feed_settings.mongo_url.get()) as proxy:
-        proxied = dataclasses.replace(
-            feed_settings,
-            mongo_url=Secret(proxy.url_through(feed_settings.mongo_url.get())),
-            mongo_db=api.services.settings.mongo_db,
-        )
-        async with (
-            running_api(proxied) as streaming,
-            httpx.AsyncClient(base_url=api.url) as writer,
-            httpx.AsyncClient(base_url=streaming.url) as reader,
-            open_stream(reader, "faulty") as stream,
-        ):
-            written = await post(writer, "faulty", 3)
-            got = await stream.take(3)
-            proxy.cut()
-            written += await post(writer, "faulty", 4, start=3)
-            proxy.cut()
-            written += await post(writer, "faulty", 3, start=7)
-            got += await stream.take(7, timeout=60)
+    async with (
+        api_behind_proxy(feed_settings, api) as (proxy, streaming),
+        httpx.AsyncClient(base_url=api.url) as writer,
+        httpx.AsyncClient(base_url=streaming.url) as reader,
+        open_stream(reader, "faulty") as stream,
+    ):
+        written = await post(writer, "faulty", 3)
+        got = await stream.take(3)
+        proxy.cut()
+        written += await post(writer, "faulty", 4, start=3)
+        proxy.cut()
+        written += await post(writer, "faulty", 3, start=7)
+        got += await stream.take(7, timeout=60)
     assert [e.id for e in got] == written
     assert [e.data["data"]["i"] for e in got] == list(range(10))
 
@@ -66,34 +79,27 @@ async def test_lost_change_stream_history_is_caught_up_from_the_collection(
     (code 286 on resume): it reopens the stream and reads the gap from the collection."""
     if mongo.process is None:
         pytest.skip("needs the embedded server's fault injection (SIGUSR2 drops its history)")
-    assert settings.mongo_url is not None
-    async with TCPProxy.for_url(settings.mongo_url.get()) as proxy:
-        proxied = dataclasses.replace(
-            settings,
-            sse_feed=FeedMode.CHANGE_STREAM,
-            mongo_url=Secret(proxy.url_through(settings.mongo_url.get())),
-            mongo_db=api.services.settings.mongo_db,
-        )
-        async with (
-            running_api(proxied) as streaming,
-            httpx.AsyncClient(base_url=api.url) as writer,
-            httpx.AsyncClient(base_url=streaming.url) as reader,
-            open_stream(reader, "amnesia") as stream,
-        ):
-            written = await post(writer, "amnesia", 2)
-            got = await stream.take(2)
-            probe = await api.services.collections.events.watch(max_await_time_ms=10)
-            token = probe.resume_token
-            await probe.close()
-            proxy.pause()
-            written += await post(writer, "amnesia", 3, start=2)
-            mongo.process.send_signal(signal.SIGUSR2)  # the server forgets its change history
-            await eventually_async(lambda: history_lost(api, token), what="history dropped")
-            written += await post(writer, "amnesia", 1, start=5)
-            proxy.resume()
-            got += await stream.take(4, timeout=60)
-            resumes = streaming.services.metrics.change_stream_resumes
-            assert resumes.labels("history_lost")._value.get() >= 1
+    behind = api_behind_proxy(settings, api, sse_feed=FeedMode.CHANGE_STREAM)
+    async with (
+        behind as (proxy, streaming),
+        httpx.AsyncClient(base_url=api.url) as writer,
+        httpx.AsyncClient(base_url=streaming.url) as reader,
+        open_stream(reader, "amnesia") as stream,
+    ):
+        written = await post(writer, "amnesia", 2)
+        got = await stream.take(2)
+        probe = await api.services.collections.events.watch(max_await_time_ms=10)
+        token = probe.resume_token
+        await probe.close()
+        proxy.pause()
+        written += await post(writer, "amnesia", 3, start=2)
+        mongo.process.send_signal(signal.SIGUSR2)  # the server forgets its change history
+        await eventually_async(lambda: history_lost(api, token), what="history dropped")
+        written += await post(writer, "amnesia", 1, start=5)
+        proxy.resume()
+        got += await stream.take(4, timeout=60)
+        resumes = streaming.services.metrics.change_stream_resumes
+        assert resumes.labels("history_lost")._value.get() >= 1
     assert [e.id for e in got] == written
 
 
@@ -250,21 +256,11 @@ async def test_shutdown_ends_open_streams_promptly(settings: Settings) -> None:
 async def test_a_stream_that_cannot_reach_the_database_says_so_and_ends(
     settings: Settings, api: RunningAPI
 ) -> None:
-    assert settings.mongo_url is not None
-    async with TCPProxy.for_url(settings.mongo_url.get()) as proxy:
-        proxied = dataclasses.replace(
-            settings,
-            sse_feed=FeedMode.POLL,
-            mongo_url=Secret(proxy.url_through(settings.mongo_url.get())),
-            mongo_db=api.services.settings.mongo_db,
-        )
-        async with (
-            running_api(proxied) as streaming,
-            httpx.AsyncClient(base_url=streaming.url) as reader,
-        ):
-            proxy.pause()  # MongoDB becomes unreachable for this API process
-            async with open_stream(reader, "dark") as stream:
-                events = [e async for e in stream.events()]
-            proxy.resume()
+    behind = api_behind_proxy(settings, api, sse_feed=FeedMode.POLL)
+    async with behind as (proxy, streaming), httpx.AsyncClient(base_url=streaming.url) as reader:
+        proxy.pause()  # MongoDB becomes unreachable for this API process
+        async with open_stream(reader, "dark") as stream:
+            events = [e async for e in stream.events()]
+        proxy.resume()
     assert [e.event for e in events] == ["stream.reconnect"]
     assert events[0].data == {"reason": "unavailable", "last_event_id": None}
