@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from support.servers import RunningAPI, running_api
-from support.sse import Event, eventually, open_stream
+from support.sse import Event, open_stream
+from support.waits import eventually
 
 pytestmark = pytest.mark.timeout(120)
 

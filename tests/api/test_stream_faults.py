@@ -17,8 +17,9 @@ from pymongo.errors import OperationFailure
 
 from app.settings import FeedMode, Secret, Settings
 from support.servers import MongoSource, RunningAPI, running_api
-from support.sse import eventually, eventually_async, open_stream
+from support.sse import open_stream
 from support.tcpproxy import TCPProxy
+from support.waits import eventually, eventually_async
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -87,23 +86,3 @@ class _opened:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._context.__aexit__(*exc)
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    """Wait for a condition with a deadline (for state that has no event to wait on)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        await asyncio.sleep(0.01)
-
-
-async def eventually_async(
-    predicate: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = ""
-) -> None:
-    """`eventually` for a condition that needs I/O to check."""
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        await asyncio.sleep(0.02)

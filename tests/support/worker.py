@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from redis.asyncio import Redis
 from app.jobs import QUEUE_NAME
 from app.mongo import Collections, Document
 from app.settings import Settings
+from support.waits import eventually, eventually_async
 from worker.settings import close_worker, create_worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,19 +107,16 @@ class WorkerProcess:
         self.process.send_signal(sig)
 
     async def wait(self, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        while self.process.poll() is None:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"worker still running after {timeout}s:\n{self.output()}")
-            await asyncio.sleep(0.02)
+        await eventually(lambda: self.process.poll() is not None, timeout, "the worker to exit")
         return self.process.returncode
 
     async def wait_for_output(self, text: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"worker never logged {text!r}:\n{self.output()}")
-            await asyncio.sleep(0.02)
+        def logged() -> bool:
+            if self.process.poll() is not None and text not in self.output():
+                raise AssertionError(f"worker exited without logging {text!r}:\n{self.output()}")
+            return text in self.output()
+
+        await eventually(logged, timeout, f"the worker to log {text!r}")
 
 
 async def wait_status(
@@ -127,31 +124,35 @@ async def wait_status(
 ) -> Document:
     """The run's record once its status is one of `statuses` and, for an ending status, its
     terminal event is written too (the record moves first). Polls MongoDB to a deadline."""
-    deadline = time.monotonic() + timeout
     record: Document | None = None
-    while True:
+
+    async def reached() -> bool:
+        nonlocal record
         record = await collections.runs.find_one({"run_id": run_id}, {"_id": 0})
-        if record is not None and record["status"] in statuses:
-            if record["status"] in ("queued", "running"):
-                return record
-            if await collections.events.find_one({"event_id": f"{run_id}.end"}):
-                return record
-        if time.monotonic() > deadline:
-            raise AssertionError(f"run {run_id} not {statuses} after {timeout}s: {record}")
-        await asyncio.sleep(0.02)
+        if record is None or record["status"] not in statuses:
+            return False
+        if record["status"] in ("queued", "running"):
+            return True
+        return await collections.events.find_one({"event_id": f"{run_id}.end"}) is not None
+
+    await eventually_async(reached, timeout, f"run {run_id} to be {statuses}", interval=0.02)
+    assert record is not None
+    return record
 
 
 async def wait_event(
     collections: Collections, session_id: str, type: str, timeout: float = 20.0
 ) -> Document:
-    deadline = time.monotonic() + timeout
-    while True:
+    found: Document | None = None
+
+    async def written() -> bool:
+        nonlocal found
         found = await collections.events.find_one({"session_id": session_id, "type": type})
-        if found is not None:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {type} event in {session_id} after {timeout}s")
-        await asyncio.sleep(0.02)
+        return found is not None
+
+    await eventually_async(written, timeout, f"a {type} event in {session_id}", interval=0.02)
+    assert found is not None
+    return found
 
 
 async def session_events(collections: Collections, session_id: str) -> list[Document]:

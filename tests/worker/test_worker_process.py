@@ -23,6 +23,7 @@ from app.mongo import Collections
 from app.runs import Runs
 from app.settings import Settings
 from app.store.events import EventWriter
+from support.waits import eventually_async
 from support.worker import (
     ROOT,
     WorkerProcess,
@@ -156,10 +157,11 @@ async def test_a_run_whose_worker_is_killed_is_retried_without_duplicates(
     doomed = spawn_worker(**env)
     text = "0123456789" * 3
     run_id = await start(runs, "crash", text=text, delay=0.04)  # 1.2 s
-    deadline = time.monotonic() + 20
-    while len(await session_events(collections, "crash")) < 8:
-        assert time.monotonic() < deadline, "the run did not get going"
-        await asyncio.sleep(0.01)
+
+    async def going() -> bool:
+        return len(await session_events(collections, "crash")) >= 8
+
+    await eventually_async(going, 20, "the run to get going")
     doomed.signal(signal.SIGKILL)
     await doomed.wait(10)
     written = await session_events(collections, "crash")
