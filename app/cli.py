@@ -8,8 +8,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from app.logs import configure_logging
-from app.settings import Settings, SettingsError
+from app.logs import start_entry_point
+from app.settings import Settings
 
 logger = logging.getLogger("app")
 
@@ -24,12 +24,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats.add_argument("--recent", type=int, default=10, help="how many newest events to show")
     stats.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    settings = start_entry_point()
+    if settings is None:
         return 2
-    configure_logging(settings)
     if args.command == "serve":
         return _serve(settings)
     if args.command == "migrate":

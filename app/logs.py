@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import orjson
 
-from app.settings import LogFormat, Settings
+from app.settings import LogFormat, Settings, SettingsError
 
 _IDS = ("session_id", "run_id", "trace_id")
 _context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
@@ -81,3 +81,17 @@ def configure_logging(settings: Settings) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("pymongo").setLevel(max(logging.INFO, root.level))
+
+
+def start_entry_point() -> Settings | None:
+    """What every command does first: settings from the environment, then logging.
+
+    A bad value prints one line naming the variable and returns None (exit with status 2).
+    """
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    configure_logging(settings)
+    return settings

@@ -15,9 +15,9 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import start_http_server
 
-from app.logs import configure_logging
+from app.logs import start_entry_point
 from app.metrics import WorkerMetrics
-from app.settings import Settings, SettingsError, redact_url
+from app.settings import Settings, redact_url
 
 logger = logging.getLogger("worker")
 
@@ -33,12 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--burst", action="store_true", help="run the queued jobs, then exit (for scripts)"
     )
     args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    settings = start_entry_point()
+    if settings is None:
         return 2
-    configure_logging(settings)
     if settings.redis_url is None or (settings.mongo_url is None and not args.check):
         print("error: MONGO_URL and REDIS_URL must be set", file=sys.stderr)
         return 2
