@@ -78,6 +78,7 @@ async def _open(
 ) -> Services:
     assert settings.mongo_url is not None
     assert settings.redis_url is not None
+    logger.info("settings: %s", settings.describe())
     logger.info("MongoDB %s, database %s", redact_url(settings.mongo_url.get()), settings.mongo_db)
     mongo = connect(settings.mongo_url.get(), event_listeners=list(listeners))
     stack.push_async_callback(mongo.close)

@@ -105,7 +105,6 @@ class Hub:
         self._fills: dict[tuple[str, tuple[int, ...]], asyncio.Future[list[Document]]] = {}
         self.closing = asyncio.Event()
         self.published = 0
-        self.on_change: Callable[[], None] | None = None
 
     @contextlib.asynccontextmanager
     async def subscribe(self, session_id: str) -> AsyncIterator[Subscription]:
@@ -115,14 +114,12 @@ class Hub:
         if session is None:
             session = self._sessions[session_id] = _Session()
         session.subscribers.add(subscription)
-        self._changed()
         try:
             yield subscription
         finally:
             session.subscribers.discard(subscription)
             if not session.subscribers and self._sessions.get(session_id) is session:
                 del self._sessions[session_id]
-            self._changed()
 
     def start_at(self, session_id: str, seq: int) -> None:
         """A subscriber has everything up to `seq`; the feed may start there if it has no mark."""
@@ -134,7 +131,6 @@ class Hub:
                 session.beyond.discard(seq)
             session.watermark = seq
             session.stuck_since = time.monotonic() if session.beyond else None
-            self._changed()
 
     def publish(self, docs: Iterable[Document]) -> int:
         """Fan stored documents out to their sessions' subscribers; return how many were new."""
@@ -229,7 +225,3 @@ class Hub:
         for session in self._sessions.values():
             for subscription in session.subscribers:
                 subscription.wake()
-
-    def _changed(self) -> None:
-        if self.on_change is not None:
-            self.on_change()
