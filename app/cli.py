@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_migrate(settings))
     if args.command == "stats":
         return asyncio.run(_stats(settings, args.recent, args.json))
-    from app.embedded.runner import run_dev
+    from embedded.runner import run_dev
 
     return run_dev(settings)
 

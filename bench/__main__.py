@@ -223,7 +223,7 @@ async def run(args: argparse.Namespace, found: Backends) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    for noisy in ("httpx", "app.migrations", "app.embedded"):
+    for noisy in ("httpx", "app.migrations", "embedded"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = parse(argv)
     raise_nofile()

@@ -1,6 +1,6 @@
 """MongoDB and Redis for a benchmark run: MONGO_URL / REDIS_URL when set, else embedded ones.
 
-The embedded MongoDB is the development stand-in (mongoeco behind app/embedded): its inserts
+The embedded MongoDB is the development stand-in (mongoeco behind embedded/): its inserts
 cost O(collection size) and every command is interpreted Python, so figures that depend on
 database speed only mean something with MONGO_URL pointing at a real MongoDB.
 """
@@ -15,12 +15,12 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-from app.embedded.redis import start_redis, stop
-from app.embedded.runner import start_mongo
 from app.migrations import migrate
 from app.mongo import Collections, connect
 from app.settings import Secret, Settings
 from bench.procs import child_env
+from embedded.redis import start_redis, stop
+from embedded.runner import start_mongo
 
 logger = logging.getLogger(__name__)
 

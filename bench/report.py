@@ -475,7 +475,7 @@ def guide(results: Results) -> list[str]:
         "",
         "**Which figures need a real MongoDB.** "
         + (
-            "This run used the embedded stand-in (mongoeco behind app/embedded): every command is"
+            "This run used the embedded stand-in (mongoeco behind embedded/): every command is"
             " interpreted Python and inserts cost O(collection size). So: write throughput and"
             " query latency in benchmark_events, the writer rate and database-inclusive latency"
             " of push vs poll, and the seed's achieved queries/s (it saturates the stand-in's"

@@ -13,8 +13,8 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.embedded.redis import free_port, start_redis, stop
 from app.settings import Secret, Settings
+from embedded.redis import free_port, start_redis, stop
 from support.servers import RunningAPI, running_api
 from support.sse import open_stream
 from support.waits import eventually

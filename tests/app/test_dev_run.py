@@ -10,7 +10,7 @@ import sys
 import httpx
 import pytest
 
-from app.embedded.redis import free_port
+from embedded.redis import free_port
 
 pytestmark = pytest.mark.timeout(120)
 

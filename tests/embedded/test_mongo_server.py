@@ -20,7 +20,7 @@ from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.errors import BulkWriteError, OperationFailure
 from pymongo.monitoring import CommandListener, CommandStartedEvent, CommandSucceededEvent
 
-from app.embedded.mongo import EmbeddedMongoServer
+from embedded.mongo import EmbeddedMongoServer
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 5.0
@@ -369,7 +369,7 @@ async def test_the_module_runs_as_a_process_and_obeys_signals():
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "app.embedded.mongo",
+        "embedded.mongo",
         "--port",
         "0",
         cwd=ROOT,

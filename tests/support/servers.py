@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from app.application import create_app
-from app.embedded.redis import start_redis, stop
-from app.embedded.runner import start_mongo
 from app.server import Server, build_server
 from app.services import Services
 from app.settings import Settings
+from embedded.redis import start_redis, stop
+from embedded.runner import start_mongo
 
 logger = logging.getLogger(__name__)
 

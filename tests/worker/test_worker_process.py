@@ -17,12 +17,12 @@ import pytest
 from arq.connections import ArqRedis
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.embedded.redis import free_port
 from app.jobs import arq_pool
 from app.mongo import Collections
 from app.runs import Runs
 from app.settings import Settings
 from app.store.events import EventWriter
+from embedded.redis import free_port
 from support.waits import eventually_async
 from support.worker import (
     ROOT,

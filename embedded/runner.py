@@ -18,8 +18,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from types import FrameType
 
-from app.embedded.redis import start_redis, stop
 from app.settings import Settings, redact_url
+from embedded.redis import start_redis, stop
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def start_mongo(
     env: dict[str, str], *, extra_args: Sequence[str] = (), timeout: float = 30.0
 ) -> tuple[subprocess.Popen[bytes], str]:
     """The embedded MongoDB-protocol server (a replica set with change streams by default)."""
-    args = ["-m", "app.embedded.mongo", "--port", "0", *extra_args]
+    args = ["-m", "embedded.mongo", "--port", "0", *extra_args]
     process = spawn(args, env, stdout=subprocess.PIPE)
     assert process.stdout is not None
     timer = threading.Timer(timeout, process.kill)

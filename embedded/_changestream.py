@@ -15,7 +15,7 @@ from mongoeco.core.aggregation import apply_pipeline
 from mongoeco.core.codec import DocumentCodec
 from mongoeco.types import Timestamp  # type: ignore[attr-defined]
 
-from app.embedded._history import (
+from embedded._history import (
     EVENT,
     INVALIDATE,
     ChangeHistory,

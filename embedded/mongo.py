@@ -6,7 +6,7 @@ transactions and change streams), `collMod` of a TTL index, and `$changeStream` 
 with getMore, resume tokens and `postBatchResumeToken`, served to PyMongo's real ChangeStream.
 Tests can inject faults: `drop_connections()` and `forget_history()`.
 
-Run on its own: `python -m app.embedded.mongo [--host H] [--port P] [--standalone]
+Run on its own: `python -m embedded.mongo [--host H] [--port P] [--standalone]
 [--replica-set NAME] [--history-limit N]` prints `{"uri": ...}` on one line when ready and
 serves until SIGTERM or SIGINT; SIGUSR1 drops every client connection, SIGUSR2 forgets the
 change-stream history.
@@ -35,9 +35,9 @@ from mongoeco.wire.proxy import AsyncMongoEcoProxyServer
 from mongoeco.wire.requests import WireRequestContext
 from mongoeco.wire.surface import WIRE_SUPPORTED_COMMANDS, WireSurface
 
-from app.embedded._changestream import DB_LEVEL, ChangeStreams
-from app.embedded._collmod import coll_mod
-from app.embedded._history import ChangeHistory, CommandError, Document, SequencedHub
+from embedded._changestream import DB_LEVEL, ChangeStreams
+from embedded._collmod import coll_mod
+from embedded._history import ChangeHistory, CommandError, Document, SequencedHub
 
 logger = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ class EmbeddedMongoServer:
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m app.embedded.mongo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m embedded.mongo", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--replica-set", default="rs0", metavar="NAME")

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from mongoeco.api import AsyncDatabase
 
-from app.embedded._history import CommandError, Document
+from embedded._history import CommandError, Document
 
 logger = logging.getLogger(__name__)
 
