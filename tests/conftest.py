@@ -16,6 +16,7 @@ import pytest
 from app.migrations import migrate
 from app.mongo import Collections, connect
 from app.settings import FeedMode, Secret, Settings
+from support.browser import browser  # noqa: F401  (the `browser` fixture)
 from support.servers import MongoSource, RunningAPI, mongo_source, redis_source, running_api
 
 
