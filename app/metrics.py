@@ -77,6 +77,12 @@ class WorkerMetrics(WriterMetrics):
             ["agent", "reason"],
             registry=r,
         )
+        self.runs_reconciled = Counter(
+            "agentstream_runs_reconciled",
+            "Runs that no live worker owned, ended by the reconciler, by status",
+            ["status"],
+            registry=r,
+        )
 
     def observe_run(
         self, agent: str, status: str, seconds: float | None, reason: str | None

@@ -91,6 +91,9 @@ class Settings:
     worker_concurrency: int = 4
     job_time_limit: float = 600.0
     job_max_tries: int = 3
+    worker_claim_ttl: float = 10.0
+    worker_heartbeat: float = 3.0
+    reconcile_interval: float = 5.0
     worker_metrics_port: int = 9101
     emit_flush_interval: float = 0.005
     emit_flush_events: int = 64
@@ -238,6 +241,9 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "worker_concurrency": ("WORKER_CONCURRENCY", _number(int, 1, 10_000)),
     "job_time_limit": ("JOB_TIME_LIMIT", _number(float, 0.0, 604_800.0, low_open=True)),
     "job_max_tries": ("JOB_MAX_TRIES", _number(int, 1, 100)),
+    "worker_claim_ttl": ("WORKER_CLAIM_TTL", _number(float, 0.5, 3_600.0)),
+    "worker_heartbeat": ("WORKER_HEARTBEAT", _number(float, 0.0, 600.0, low_open=True)),
+    "reconcile_interval": ("RECONCILE_INTERVAL", _number(float, 0.0, 3_600.0)),
     "worker_metrics_port": ("WORKER_METRICS_PORT", _number(int, 0, 65_535)),
     "emit_flush_interval": ("EMIT_FLUSH_INTERVAL", _number(float, 0.0, 10.0)),
     "emit_flush_events": ("EMIT_FLUSH_EVENTS", _number(int, 1, 10_000)),

@@ -1,10 +1,10 @@
 """The run job: one agent run, from its record to exactly one terminal event.
 
 Lifecycle: `run.queued` (written by the enqueuer; by the job when a plain-arq enqueuer left no
-record), `run.started`, the agent's events, then one of `run.completed`, `run.failed`,
-`run.cancelled` or `run.timed_out`. The record moves first (a guarded findOneAndUpdate), then
-the terminal event is written with the fixed id "<run_id>.end", so a crash between the two is
-repaired by the retry and a run never shows two endings.
+record), `run.started` (once per attempt, with its number), the agent's events, then one of
+`run.completed`, `run.failed`, `run.cancelled` or `run.timed_out`. The record moves first (a
+guarded findOneAndUpdate), then the terminal event is written with the fixed id "<run_id>.end",
+so a crash between the two is repaired by the retry and a run never shows two endings.
 
 Cancellation reaches the job as CancelledError from arq: an abort (POST /cancel), the time
 limit (arq's job_timeout = JOB_TIME_LIMIT) or the worker shutting down. The job tells them
@@ -64,6 +64,10 @@ class WorkerState:
     metrics: WorkerMetrics = dataclasses.field(default_factory=WorkerMetrics)
     stopping: bool = False
     _stores: Stores | None = None
+
+    @property
+    def opened(self) -> bool:
+        return self._stores is not None
 
     @property
     def stores(self) -> Stores:
@@ -161,11 +165,11 @@ class RunJob:
                 ended = await runs.get(self.run_id)
                 assert ended is not None
                 return await self._repair_end(ended)
-            retried = int(started.get("attempts", 1)) > 1
-            skip = await runs.event_ids(self.session_id, self.run_id) if retried else set()
-            return await self._run_agent(began, skip)
+            number = int(started.get("attempts", 1))
+            skip = await runs.event_ids(self.session_id, self.run_id) if number > 1 else set()
+            return await self._run_agent(began, skip, number)
 
-    async def _run_agent(self, began: float, skip: set[str]) -> str:
+    async def _run_agent(self, began: float, skip: set[str], number: int) -> str:
         settings = self.settings
         async with Emitter(
             self.stores.writer,
@@ -174,7 +178,10 @@ class RunJob:
             max_events=settings.emit_flush_events,
             skip=skip,
         ) as emitter:
-            started = self._event("started", "run.started", self._about(attempt=self.attempt))
+            # One run.started per attempt, numbered by the record (which survives a Redis
+            # restart, unlike arq's try counter): "<run_id>.started", "<run_id>.started.2", ...
+            step = "started" if number == 1 else f"started.{number}"
+            started = self._event(step, "run.started", self._about(attempt=number))
             try:
                 await emitter.emit(started)
                 agent = self.state.registry.load(self.args["agent"])

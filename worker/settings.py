@@ -8,8 +8,10 @@
 - Aborts are allowed: POST /v1/runs/{id}/cancel aborts the run's job.
 - SIGTERM: the worker stops taking jobs, lets running ones finish for SHUTDOWN_GRACE seconds,
   then cancels the rest, which go back to the queue and run again on another worker.
-- A job whose worker died (SIGKILL, lost host) runs again once its in-progress key expires:
-  arq keeps that key for job_timeout + 10 seconds.
+- A job whose worker died (SIGKILL, lost host) runs again within WORKER_CLAIM_TTL seconds:
+  the worker's claims are short and renewed by a heartbeat (worker/claims.py).
+- Every RECONCILE_INTERVAL seconds one worker (a Redis lock) ends the runs that no live worker
+  owns (worker/reconciler.py).
 - Health: every HEALTH_CHECK_INTERVAL seconds the worker writes a key named after its host,
   which `worker --check` reads.
 """
@@ -30,7 +32,9 @@ from app.jobs import JOB_FUNCTION, QUEUE_NAME, deserialize, serialize
 from app.metrics import WorkerMetrics
 from app.settings import Settings
 from worker.agents import Registry
+from worker.claims import ClaimingWorker, Loop
 from worker.jobs import STATE_KEY, WorkerState, run_agent
+from worker.reconciler import reconcile_forever
 
 HEALTH_CHECK_INTERVAL = 10.0
 KEEP_RESULT_SECONDS = 3600
@@ -98,11 +102,17 @@ def create_worker(
         mongo_listeners=mongo_listeners,
         metrics=metrics or WorkerMetrics(),
     )
-    worker = Worker(
+    loops: list[Loop] = []
+    if settings.reconcile_interval > 0:
+        loops.append(lambda worker: reconcile_forever(worker, state))
+    worker = ClaimingWorker(
         **worker_options(settings, state),
         burst=burst,
         poll_delay=poll_delay,
         handle_signals=handle_signals,
+        claim_ttl=settings.worker_claim_ttl,
+        heartbeat=settings.worker_heartbeat,
+        loops=loops,
     )
     worker.on_stop = state.stop
     return worker

@@ -79,6 +79,12 @@ def index_specs(settings: Settings) -> tuple[IndexSpec, ...]:
         ),
         IndexSpec(
             "runs",
+            "status_created",
+            (("status", 1), ("created_at", 1)),
+            purpose="the worker's reconciler: queued and running runs, oldest first",
+        ),
+        IndexSpec(
+            "runs",
             "created_ttl",
             (("created_at", 1),),
             ttl_seconds=messages_ttl,

@@ -6,6 +6,7 @@ terminal status is never overwritten and two writers racing on a run cannot both
 
 from __future__ import annotations
 
+import datetime
 import enum
 from typing import TYPE_CHECKING, Any
 
@@ -108,7 +109,11 @@ class RunStore:
         return await self._runs.find_one_and_update(
             {"run_id": run_id, "status": {"$in": [s.value for s in ACTIVE]}},
             {
-                "$set": {"status": RunStatus.RUNNING.value, "worker": worker},
+                "$set": {
+                    "status": RunStatus.RUNNING.value,
+                    "worker": worker,
+                    "attempt_started_at": now,
+                },
                 "$min": {"started_at": now},
                 "$inc": {"attempts": 1},
             },
@@ -133,6 +138,47 @@ class RunStore:
             projection=_NO_ID,
             return_document=ReturnDocument.AFTER,
         )
+
+    async def abandon(
+        self, seen: Document, status: RunStatus, error: dict[str, str] | None
+    ) -> Document | None:
+        """End a run no worker owns (the reconciler): only if it is still as `seen` (same
+        status, same attempt), so a worker that took it meanwhile keeps it."""
+        if not status.terminal:
+            raise ValueError(f"{status} is not a terminal status")
+        return await self._runs.find_one_and_update(
+            {"run_id": seen["run_id"], "status": seen["status"], "attempts": seen.get("attempts")},
+            {
+                "$set": {
+                    "status": status.value,
+                    "ended_at": self._clock(),
+                    "error": error,
+                    "ended_by": "reconciler",
+                }
+            },
+            projection=_NO_ID,
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def active(self, *, created_before: datetime.datetime, limit: int) -> list[Document]:
+        """Queued and running runs created before a time, oldest first (index status)."""
+        cursor = (
+            self._runs.find(
+                {
+                    "status": {"$in": [s.value for s in ACTIVE]},
+                    "created_at": {"$lt": created_before},
+                },
+                _NO_ID,
+            )
+            .sort("created_at", 1)
+            .limit(limit)
+        )
+        return await cursor.to_list()
+
+    async def count_by_status(self) -> dict[str, int]:
+        """How many run records each status has (`app stats`)."""
+        cursor = await self._runs.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}])
+        return {str(doc["_id"]): int(doc["n"]) async for doc in cursor}
 
     async def request_cancel(self, run_id: str) -> Document | None:
         """Mark a running run for cancellation (the worker ends it); None unless running."""

@@ -229,14 +229,19 @@ async def test_a_backend_error_is_retried_with_backoff(
     if status == "succeeded":
         assert record["attempts"] == 2
         assert (record["ended_at"] - record["started_at"]).total_seconds() >= 2  # the backoff
-        # The second try's "attempt" event has the first one's id: written once.
+        # Each try says it started, with its number; the second try's "attempt" event has the
+        # first one's id: written once.
         assert types(events) == [
             "run.queued",
             "run.started",
             "attempt",
+            "run.started",
             "message.completed",
             "run.completed",
         ]
+        started = [e for e in events if e["type"] == "run.started"]
+        assert [e["data"]["attempt"] for e in started] == [1, 2]
+        assert [e["event_id"] for e in started] == ["r1.started", "r1.started.2"]
     else:
         assert record["error"] == {"type": "AutoReconnect", "message": "connection to MongoDB lost"}
         assert types(events) == ["run.queued", "run.started", "attempt", "run.failed"]

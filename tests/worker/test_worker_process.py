@@ -151,27 +151,32 @@ async def test_two_workers_share_the_queue_and_run_each_job_once(
 async def test_a_run_whose_worker_is_killed_is_retried_without_duplicates(
     settings: Settings, runs: Runs, collections: Collections, spawn_worker: Spawn
 ) -> None:
-    # arq hands a dead worker's job out again when its in-progress key expires, after
-    # job_timeout + 10 s: a 2 s limit makes that 12 s.
-    env = {"JOB_TIME_LIMIT": "2"}
+    # Claims live 2 s without their owner's heartbeat; the time limit stays the default 600 s,
+    # which used to be how long a dead worker's run waited (job_timeout + 10 s).
+    env = {"JOB_TIME_LIMIT": "600", "WORKER_CLAIM_TTL": "2", "WORKER_HEARTBEAT": "0.5"}
     doomed = spawn_worker(**env)
+    await doomed.wait_for_output("Starting worker")
     text = "0123456789" * 3
-    run_id = await start(runs, "crash", text=text, delay=0.04)  # 1.2 s
+    run_id = await start(runs, "crash", text=text, delay=0.1)  # 3 s
 
     async def going() -> bool:
         return len(await session_events(collections, "crash")) >= 8
 
     await eventually_async(going, 20, "the run to get going")
     doomed.signal(signal.SIGKILL)
+    killed = time.monotonic()
     await doomed.wait(10)
     written = await session_events(collections, "crash")
     assert "run.completed" not in types(written)
     spawn_worker(**env)
     record = await wait_status(collections, run_id, "succeeded", timeout=40)
+    assert time.monotonic() - killed < 15
     assert record["attempts"] == 2
     events = await session_events(collections, "crash")
     assert events[: len(written)] == written  # the retry continued where the first try stopped
     assert_one_lifecycle(events)
+    started = [e for e in events if e["type"] == "run.started"]
+    assert [e["data"]["attempt"] for e in started] == [1, 2]  # one run.started per attempt
     assert deltas_text(events) == text  # every delta once, in order
     assert types(events).count("message.completed") == 1
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))  # no voided positions
