@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from pymongo.errors import OperationFailure
 
 from app.store.codec import event_view
+from app.store.runs import RunStatus, RunStore
 
 if TYPE_CHECKING:
     from app.mongo import Collections
@@ -47,6 +48,8 @@ async def collect(
         .hint("timestamp_ttl")
     )
     report["recent_events"] = [event_view(doc) async for doc in newest]
+    print("counting runs by status", file=progress, flush=True)
+    report["runs_by_status"] = await RunStore(collections).count_by_status()
     try:
         status = await collections.db.client.admin.command("serverStatus")
         report["connections"] = status.get("connections")
@@ -73,6 +76,10 @@ def render(report: dict[str, Any]) -> str:
         lines.append(
             f"  {event['timestamp']}  {event['session_id']}  {event['id']}  {event['type']}"
         )
+    runs = report.get("runs_by_status") or {}
+    lines += ["", "Runs by status"]
+    for status in [*RunStatus, *sorted(set(runs) - set(RunStatus))]:
+        lines.append(f"  {status}: {runs.get(status, 0)}")
     if report["connections"]:
         lines += ["", f"Server connections: {report['connections']}"]
     return "\n".join(lines)

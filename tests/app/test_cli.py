@@ -14,6 +14,7 @@ from app import cli
 from app.mongo import Collections
 from app.settings import Settings
 from app.store.events import EventWriter, NewEvent, utc_now
+from app.store.runs import RunStatus, RunStore
 
 
 @pytest.fixture(autouse=True)
@@ -58,17 +59,27 @@ async def test_stats_reports_indexes_counts_and_recent_events(
     writer = EventWriter(collections, clock=lambda: next(times))
     await writer.append("s1", [NewEvent("hello", {})])
     await writer.append("s1", [NewEvent("bye", {})])
+    runs = RunStore(collections)
+    for run_id in ("r1", "r2", "r3"):
+        await runs.ensure(run_id, "s1", "echo", None)
+    await runs.start("r2", worker="w")
+    await runs.finish("r3", RunStatus.TIMED_OUT)
     assert await run_cli("stats", "--recent", "1") == 0
     captured = capsys.readouterr()
     assert "events.session_seq: (session_id 1, seq 1) unique" in captured.out
     assert "Events: 2" in captured.out
     assert "s1  2." in captured.out  # the newest event's token
     assert "reading events: indexes, collStats" in captured.err  # progress on stderr
+    runs_part = captured.out.split("Runs by status\n", 1)[1]
+    assert runs_part.startswith(
+        "  queued: 1\n  running: 1\n  succeeded: 0\n  failed: 0\n  cancelled: 0\n  timed_out: 1"
+    )
     assert await run_cli("stats", "--json") == 0
     report = orjson.loads(capsys.readouterr().out)
     assert report["event_count"] == 2
     assert report["collections"]["events"]["count"] == 2
     assert [e["type"] for e in report["recent_events"]] == ["bye", "hello"]
+    assert report["runs_by_status"] == {"queued": 1, "running": 1, "timed_out": 1}
 
 
 def test_a_bad_setting_is_one_line_and_exit_2(
