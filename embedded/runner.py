@@ -1,7 +1,9 @@
 """`./dev serve`: the API and a worker, on embedded MongoDB and Redis where none is configured.
 
 Each embedded server runs in its own process, so the emulator's work never blocks the API's
-event loop. Ctrl-C or SIGTERM stops every process this started, newest first.
+event loop. The API and the worker are restarted when they exit (embedded/supervise.py); an
+embedded server that exits ends the run. Ctrl-C or SIGTERM stops every process this started,
+newest first.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from types import FrameType
 
 from app.settings import Settings, redact_url
 from embedded.redis import start_redis, stop
+from embedded.supervise import Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +62,9 @@ def start_mongo(
     return process, uri
 
 
-class _Stop(Exception):
-    pass
+class _Stop(BaseException):
+    """Raised by the signal handler; a BaseException so that no `except Exception` (logging's
+    own, around every log line) swallows it."""
 
 
 @contextlib.contextmanager
@@ -79,6 +83,7 @@ def _stop_on_signals() -> Iterator[None]:
 def run_dev(settings: Settings) -> int:
     env = dict(os.environ)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    supervisor = Supervisor()  # the API and the worker: restarted when they exit
     try:
         with _stop_on_signals():
             if settings.mongo_url is None:
@@ -100,28 +105,31 @@ def run_dev(settings: Settings) -> int:
             if migrated.returncode != 0:
                 return migrated.returncode
             env["MIGRATE_ON_STARTUP"] = "false"
-            children.append(("api", spawn(["-m", "app", "serve"], env)))
-            children.append(("worker", spawn(["-m", "worker"], env)))
+            supervisor.start("api", lambda: spawn(["-m", "app", "serve"], env))
+            supervisor.start("worker", lambda: spawn(["-m", "worker"], env))
             logger.info(
                 "API on http://%s:%d (Ctrl-C stops everything)", settings.host, settings.port
             )
-            return _wait(children)
+            return _wait(children, supervisor)
     except _Stop as stopped:
         logger.info("%s: stopping", stopped)
         return 0
     finally:
+        supervisor.stop(timeout=settings.shutdown_grace + 5)
         for name, process in reversed(children):
             logger.info("stopping %s (pid %d)", name, process.pid)
             stop(process, timeout=settings.shutdown_grace + 5)
 
 
-def _wait(children: list[tuple[str, subprocess.Popen[bytes]]]) -> int:
-    """Block until a child exits; that ends the run."""
+def _wait(children: list[tuple[str, subprocess.Popen[bytes]]], supervisor: Supervisor) -> int:
+    """Block until an embedded server exits, which ends the run; restart the API and the
+    worker whenever they exit."""
     while True:
         for name, process in children:
             code = process.poll()
             if code is not None:
                 logger.error("%s exited with %d; stopping the rest", name, code)
                 return code or 1
+        supervisor.poll()
         with contextlib.suppress(subprocess.TimeoutExpired):
-            children[-1][1].wait(0.5)
+            supervisor.children[-1].process.wait(0.5)

@@ -1,4 +1,5 @@
-"""The first Quick start command: API and worker on embedded MongoDB and Redis, stopped cleanly."""
+"""The first Quick start command: API and worker on embedded MongoDB and Redis, a dead worker
+restarted, everything stopped cleanly."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,6 +23,16 @@ def group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def child_running(parent: int, module: str) -> int:
+    """The pid of `parent`'s child running `python -m module`."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    for pid in children:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if argv[1:3] == [b"-m", module.encode()]:
+            return int(pid)
+    raise AssertionError(f"no child runs -m {module}")
 
 
 def test_the_embedded_run_serves_and_stops_everything_on_sigterm() -> None:
@@ -46,6 +58,16 @@ def test_the_embedded_run_serves_and_stops_everything_on_sigterm() -> None:
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"]["feed"]["mode"] == "change_stream"
+
+        # A worker that dies is started again, like compose's restart: unless-stopped.
+        worker = child_running(runner.pid, "worker")
+        os.kill(worker, signal.SIGKILL)
+        for line in runner.stderr:
+            log += line
+            if "worker restarted" in line:
+                break
+        assert f"worker (pid {worker}) exited with -9" in log
+        assert child_running(runner.pid, "worker") != worker
 
         runner.send_signal(signal.SIGTERM)
         _, rest = runner.communicate(timeout=60)
