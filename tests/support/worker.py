@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,19 @@ class WorkerProcess:
             return text in self.output()
 
         await eventually(logged, timeout, f"the worker to log {text!r}")
+
+
+def spawn_worker_process(settings: Settings, log: Path, *args: str, **env: str) -> WorkerProcess:
+    """Start `python -m worker` for these settings, its output in `log`."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "worker", *args],
+            env=worker_env(settings, **env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    return WorkerProcess(process, log)
 
 
 async def wait_status(

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from app.settings import Secret, Settings
-from support.worker import ARQ_DB, ROOT, FakeOpenAI, WorkerProcess, flush, with_db, worker_env
+from support.worker import (
+    ARQ_DB,
+    FakeOpenAI,
+    WorkerProcess,
+    flush,
+    spawn_worker_process,
+    with_db,
+)
 
 
 @pytest.fixture
@@ -36,16 +41,9 @@ def spawn_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., W
     started: list[WorkerProcess] = []
 
     def spawn(*args: str, **env: str) -> WorkerProcess:
-        log = tmp_path / f"worker-{len(started)}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "worker", *args],
-                env=worker_env(settings, **env),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
-        found = WorkerProcess(process, log)
+        found = spawn_worker_process(
+            settings, tmp_path / f"worker-{len(started)}.log", *args, **env
+        )
         started.append(found)
         return found
 
