@@ -15,9 +15,9 @@ An unowned run is ended when:
   else `failed` with error type `JobLost`.
 A run whose job still waits on the queue is left to arq: a worker will run it.
 
-A run is ended only after it has been seen unowned for WORKER_CLAIM_TTL (first sighting kept in
-Redis, `agentstream:unowned:<run_id>`): a Redis that just restarted has lost every claim, and
-the live owners' heartbeats restore theirs well within that time.
+A run is ended only after it has been seen unowned for two heartbeat intervals (first sighting
+kept in Redis, `agentstream:unowned:<run_id>`): a Redis that just restarted has lost every
+claim, and the live owners' heartbeats restore theirs within one interval.
 
 Ending is the same two steps as a worker's: the record moves first (guarded on the status
 and attempt that were seen, so a worker that took the run meanwhile keeps it), then the one
@@ -183,6 +183,7 @@ async def reconcile_forever(worker: Any, state: WorkerState) -> None:
     seconds once the worker is connected; a failed pass is logged and the next one tries again."""
     settings = state.settings
     interval = settings.reconcile_interval
+    heartbeat = min(settings.worker_heartbeat, settings.worker_claim_ttl / 2)
     reconciler: Reconciler | None = None
     while True:
         await asyncio.sleep(interval)
@@ -194,7 +195,7 @@ async def reconcile_forever(worker: Any, state: WorkerState) -> None:
                 runs=state.stores.runs,
                 writer=state.stores.writer,
                 time_limit=settings.job_time_limit,
-                confirm=settings.worker_claim_ttl,
+                confirm=2 * heartbeat,
                 metrics=state.metrics,
             )
         try:
