@@ -131,5 +131,4 @@ def _wait(children: list[tuple[str, subprocess.Popen[bytes]]], supervisor: Super
                 logger.error("%s exited with %d; stopping the rest", name, code)
                 return code or 1
         supervisor.poll()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            supervisor.children[-1].process.wait(0.5)
+        supervisor.wait(0.5)

@@ -10,6 +10,7 @@ configuration does not spin; one that stayed up for `stable` seconds starts from
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import subprocess
@@ -98,6 +99,15 @@ class Supervisor:
                 )
                 restarted.append(child)
         return restarted
+
+    def wait(self, timeout: float) -> None:
+        """Block up to `timeout` seconds, returning early when a running child exits."""
+        live = [c.process for c in self._children if c.process.poll() is None]
+        if not live:
+            time.sleep(timeout)
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            live[-1].wait(timeout)
 
     def stop(self, timeout: float) -> None:
         """Stop every child, newest first; none is restarted afterwards."""

@@ -6,6 +6,7 @@ import logging
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -86,3 +87,18 @@ def test_nothing_is_restarted_after_stop() -> None:
     clock.now += 60
     assert supervisor.poll() == []
     assert child.restarts == 0
+
+
+def test_wait_returns_early_when_a_child_exits() -> None:
+    supervisor = Supervisor()
+    try:
+        child = supervisor.start(
+            "api", lambda: subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
+        )
+        began = time.monotonic()
+        supervisor.wait(30)
+        assert child.process.poll() is not None
+        assert time.monotonic() - began < 20
+        supervisor.wait(0.01)  # nothing running: a plain pause
+    finally:
+        supervisor.stop(timeout=5)
