@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import time
 from collections.abc import AsyncIterator
@@ -16,7 +17,7 @@ from app.mongo import Collections
 from app.settings import Settings
 from app.store.events import EventWriter, utc_now
 from app.store.runs import RunStatus, RunStore
-from support.worker import session_events, types
+from support.worker import running_worker, session_events, types, wait_status
 from worker.reconciler import LOCK_KEY, UNOWNED_PREFIX, Reconciler
 
 LIMIT = 600.0
@@ -178,3 +179,16 @@ async def test_runs_by_status(collections: Collections) -> None:
     await record(collections, "b", started_ago=1)
     await record(collections, "c", started_ago=1)
     assert await RunStore(collections).count_by_status() == {"queued": 1, "running": 2}
+
+
+async def test_workers_run_the_reconciler_by_themselves(
+    settings: Settings, collections: Collections
+) -> None:
+    quick = dataclasses.replace(
+        settings, reconcile_interval=0.1, worker_claim_ttl=1.0, worker_heartbeat=0.1
+    )
+    await record(collections, "abandoned", started_ago=5)
+    async with running_worker(quick):
+        ended = await wait_status(collections, "abandoned", "failed", timeout=20)
+    assert ended["error"]["type"] == "JobLost"
+    assert ended["ended_by"] == "reconciler"
