@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 LOCK_KEY = "agentstream:reconciler"
 UNOWNED_PREFIX = "agentstream:unowned:"
-BATCH = 500  # records read per pass
+BATCH = 500  # records read per query; a pass pages through every active run
 
 
 class Reconciler:
@@ -63,6 +63,7 @@ class Reconciler:
         confirm: float,
         metrics: WorkerMetrics | None = None,
         clock: Clock = utc_now,
+        batch: int = BATCH,
     ) -> None:
         self._redis = redis
         self._runs = runs
@@ -71,6 +72,7 @@ class Reconciler:
         self._confirm = confirm
         self._metrics = metrics
         self._clock = clock
+        self._batch = batch
 
     async def run_once(self, *, lock_timeout: float = 60.0) -> list[tuple[str, RunStatus]] | None:
         """One pass under the lock; None when another worker holds it."""
@@ -86,22 +88,30 @@ class Reconciler:
     async def reconcile(self) -> list[tuple[str, RunStatus]]:
         """One pass (without the lock): the runs it ended, with their new status."""
         now = self._clock()
-        records = await self._runs.active(
-            created_before=now - datetime.timedelta(seconds=self._confirm), limit=BATCH
-        )
-        if not records:
-            return []
+        before = now - datetime.timedelta(seconds=self._confirm)
         ended: list[tuple[str, RunStatus]] = []
-        for record, outcome in zip(records, await self._outcomes(records, now), strict=True):
-            if outcome is not None and await self._confirmed(record["run_id"]):
-                status, error = outcome
-                if await self._end(record, status, error):
-                    ended.append((record["run_id"], status))
+        seen: set[str] = set()
+        page = await self._runs.active(created_before=before, limit=self._batch)
+        while page:
+            records = [r for r in page if r["run_id"] not in seen]
+            seen.update(r["run_id"] for r in records)
+            for record, outcome in zip(records, await self._outcomes(records, now), strict=True):
+                if outcome is not None and await self._confirmed(record["run_id"]):
+                    status, error = outcome
+                    if await self._end(record, status, error):
+                        ended.append((record["run_id"], status))
+            if len(page) < self._batch or not records:
+                break
+            page = await self._runs.active(
+                created_before=before, limit=self._batch, from_created=page[-1]["created_at"]
+            )
         return ended
 
     async def _outcomes(
         self, records: list[Document], now: datetime.datetime
     ) -> list[tuple[RunStatus, dict[str, str] | None] | None]:
+        if not records:
+            return []
         async with self._redis.pipeline(transaction=False) as pipe:
             for record in records:
                 pipe.exists(in_progress_key_prefix + record["run_id"])

@@ -160,17 +160,25 @@ class RunStore:
             return_document=ReturnDocument.AFTER,
         )
 
-    async def active(self, *, created_before: datetime.datetime, limit: int) -> list[Document]:
-        """Queued and running runs created before a time, oldest first (index status)."""
+    async def active(
+        self,
+        *,
+        created_before: datetime.datetime,
+        limit: int,
+        from_created: datetime.datetime | None = None,
+    ) -> list[Document]:
+        """Queued and running runs created in [from_created, created_before), oldest first
+        (index status_created). Page on by passing the last one's created_at as from_created
+        (and skipping the run ids already seen: several runs may share a created_at)."""
+        created: Document = {"$lt": created_before}
+        if from_created is not None:
+            created["$gte"] = from_created
         cursor = (
             self._runs.find(
-                {
-                    "status": {"$in": [s.value for s in ACTIVE]},
-                    "created_at": {"$lt": created_before},
-                },
+                {"status": {"$in": [s.value for s in ACTIVE]}, "created_at": created},
                 _NO_ID,
             )
-            .sort("created_at", 1)
+            .sort([("created_at", 1), ("run_id", 1)])
             .limit(limit)
         )
         return await cursor.to_list()

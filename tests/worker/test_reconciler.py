@@ -32,7 +32,7 @@ async def redis(settings: Settings) -> AsyncIterator[ArqRedis]:
 
 
 def reconciler(
-    redis: ArqRedis, collections: Collections, *, confirm: float = 0.0
+    redis: ArqRedis, collections: Collections, *, confirm: float = 0.0, batch: int = 500
 ) -> tuple[Reconciler, WorkerMetrics]:
     metrics = WorkerMetrics()
     found = Reconciler(
@@ -42,6 +42,7 @@ def reconciler(
         time_limit=LIMIT,
         confirm=confirm,
         metrics=metrics,
+        batch=batch,
     )
     return found, metrics
 
@@ -192,3 +193,18 @@ async def test_workers_run_the_reconciler_by_themselves(
         ended = await wait_status(collections, "abandoned", "failed", timeout=20)
     assert ended["error"]["type"] == "JobLost"
     assert ended["ended_by"] == "reconciler"
+
+
+async def test_a_pass_pages_through_every_active_run(
+    redis: ArqRedis, collections: Collections
+) -> None:
+    for n in range(7):
+        await record(collections, f"p{n}", started_ago=5)
+    same = utc_now() - datetime.timedelta(hours=1)
+    await collections.runs.update_many(  # several runs share a created_at across pages
+        {"run_id": {"$in": ["p1", "p2", "p3"]}}, {"$set": {"created_at": same}}
+    )
+    await redis.zadd(QUEUE_NAME, {"p1": time.time() * 1000})  # waiting: left alone, so
+    pass_, _ = reconciler(redis, collections, batch=2)  # the next page reads it again
+    ended = await pass_.reconcile()
+    assert sorted(run_id for run_id, _ in ended) == ["p0", *(f"p{n}" for n in range(2, 7))]
