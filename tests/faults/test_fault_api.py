@@ -59,4 +59,5 @@ async def test_clients_resume_across_an_api_process_killed_and_restarted(
             assert all(f.connects >= 2 for f in followers)  # each reconnected by itself
             assert api.rss_bytes() < RSS_BOUND
     finally:
-        api.stop()
+        await api.stop()
+    assert not api.stop_timed_out

@@ -89,17 +89,18 @@ class APIProcess:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
 
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 5 s (a fault test's teardown is not a shutdown test);
-        `stop_timed_out` says whether it came to that."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.stop_timed_out = True
-                self.process.kill()
-                self.process.wait(10)
+    async def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10 s; waits without blocking this event loop, which
+        may be running a TCP proxy the API shuts down through."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            await asyncio.to_thread(self.process.wait, 10)
+        except subprocess.TimeoutExpired:
+            self.stop_timed_out = True
+            self.process.kill()
+            await asyncio.to_thread(self.process.wait, 10)
 
     def rss_bytes(self) -> int:
         assert self.process is not None
@@ -133,7 +134,8 @@ async def api_process(settings: Settings, log: Path, **extra: str) -> AsyncItera
         await api.ready()
         yield api
     finally:
-        api.stop()
+        await api.stop()
+    assert not api.stop_timed_out, "the API did not stop on SIGTERM within 10 s"
 
 
 class Follower:
