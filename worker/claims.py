@@ -24,7 +24,6 @@ for as long as the worker's main task, which owns and awaits them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -83,14 +82,14 @@ class ClaimingWorker(Worker):
             asyncio.create_task(loop(self), name=f"worker-loop-{n}")
             for n, loop in enumerate(self._loops)
         ]
+        for task in tasks:
+            task.add_done_callback(_report_crash)
         try:
             await super().main()
         finally:
             for task in tasks:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -115,3 +114,9 @@ class ClaimingWorker(Worker):
         if self._redis_failed_at is None or now - self._redis_failed_at >= _LOG_EVERY:
             logger.warning("Redis unavailable: %s: %s: %s", what, type(exc).__name__, exc)
             self._redis_failed_at = now
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    """A background loop must not die unnoticed (a dead heartbeat hands runs to others)."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("%s stopped", task.get_name(), exc_info=task.exception())

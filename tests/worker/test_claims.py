@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
 
 import pytest
+from arq.connections import RedisSettings
 from arq.constants import in_progress_key_prefix
+from arq.worker import func
 from redis.asyncio import Redis
 
 from app.jobs import arq_pool, enqueue, run_args
@@ -14,6 +18,7 @@ from app.settings import Settings
 from support.waits import eventually, eventually_async
 from support.worker import running_worker, wait_status
 from worker.claims import ClaimingWorker
+from worker.settings import close_worker
 
 
 async def test_a_running_job_s_claim_is_short_and_renewed(
@@ -55,3 +60,33 @@ async def _gone(redis: Redis, key: str) -> bool:
 def test_claims_need_positive_times(settings: Settings) -> None:
     with pytest.raises(ValueError, match="must be positive"):
         ClaimingWorker(functions=[lambda ctx: None], claim_ttl=0, heartbeat=1)
+
+
+async def test_a_background_loop_that_dies_is_logged(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert settings.redis_url is not None
+
+    async def broken(worker: object) -> None:
+        raise RuntimeError("the loop broke")
+
+    async def noop(ctx: object) -> None:
+        return None
+
+    worker = ClaimingWorker(
+        functions=[func(noop, name="noop")],
+        redis_settings=RedisSettings.from_dsn(settings.redis_url.get()),
+        burst=True,
+        poll_delay=0,
+        handle_signals=False,
+        claim_ttl=1,
+        heartbeat=0.5,
+        loops=[broken],
+    )
+    with caplog.at_level(logging.ERROR, logger="worker.claims"):
+        try:
+            await asyncio.wait_for(worker.async_run(), 20)
+        finally:
+            await close_worker(worker)
+    assert "worker-loop-0 stopped" in caplog.text
+    assert "the loop broke" in caplog.text
