@@ -65,6 +65,7 @@ class SessionStream:
         self.retry_ms = DEFAULT_RETRY_MS
         self.connections = 0  # streams opened (1 + reconnects)
         self.last_reason: str | None = None  # why the last connection ended
+        self._ending = "closed"
         self._http = http
         self._headers = headers
         self._timeout = httpx.Timeout(10.0, read=read_timeout)
@@ -99,9 +100,10 @@ class SessionStream:
                     else:
                         self.connections += 1
                         failures = 0
-                        self.last_reason = "closed"
+                        self._ending = "closed"  # unless the server says why
                         async for event in self._read(response):
                             yield event
+                        self.last_reason = self._ending
             except httpx.TransportError as exc:
                 self.last_reason = type(exc).__name__
             if delay is None:
@@ -142,7 +144,7 @@ class SessionStream:
                 continue
             event = Event.from_sse(frame.event, body, frame.id)
             if event.type == RECONNECT and event.control:
-                self.last_reason = str(event.data.get("reason") or "reconnect")
+                self._ending = str(event.data.get("reason") or "reconnect")
                 resume = event.data.get("last_event_id")
                 if isinstance(resume, str) and resume and not self.last_event_id:
                     self.last_event_id = resume
