@@ -161,3 +161,55 @@ async def test_the_page_resumes_after_each_stream_end_without_gaps_or_duplicates
     await page.screenshot(path=screenshot_path("viewer-resumed"))
     await page.context.close()
     assert found.errors == []
+
+
+async def test_without_a_session_list_the_page_says_so_and_opens_sessions_by_id(
+    viewer: Viewer, client: httpx.AsyncClient
+) -> None:
+    """Until GET /v1/sessions exists on the server (404), the list is hidden with a note."""
+    await append(client, "by-id", {"type": "status", "data": {"state": "ok"}})
+    page = viewer.page
+    await page.goto(viewer.url + "/")
+    await expect(page.locator("nav")).to_have_attribute("data-sessions", "unavailable")
+    await expect(page.locator("#sessions-note")).to_contain_text("does not list sessions")
+    await expect(page.locator("#sessions")).to_be_hidden()
+    await expect(page.locator("#empty")).to_be_visible()
+    await expect(page.locator("#connection")).to_have_text("not connected")
+    # Keyboard only: the session id field, then Enter submits the form.
+    for _ in ("skip link", "home link", "token disclosure", "session id"):
+        await page.keyboard.press("Tab")
+    await expect(page.locator("#open-session")).to_be_focused()
+    await page.keyboard.type("by-id")
+    await page.keyboard.press("Enter")
+    await expect(page).to_have_url(f"{viewer.url}/?session=by-id")
+    await expect(page.locator("#events > li[data-type=status]")).to_have_count(1)
+
+
+async def test_every_control_is_labelled_and_a_phone_gets_one_column(
+    browser: Browser, api: RunningAPI, client: httpx.AsyncClient
+) -> None:
+    await append(client, "phone", delta("m1", "A reply that wraps on a narrow screen. " * 4))
+    found = await viewer_page(
+        browser, api, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    page = await found.open("phone")
+    await expect(page.locator(".bubble .text")).to_contain_text("A reply that wraps")
+    unlabelled = await page.evaluate(
+        """() => [...document.querySelectorAll("input, select, textarea, button")]
+          .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label")
+                          && !el.textContent.trim())
+          .map((el) => el.id || el.outerHTML)"""
+    )
+    assert unlabelled == []
+    overflow = await page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0
+    sidebar = await page.locator("nav").bounding_box()
+    main = await page.locator("main").bounding_box()
+    assert sidebar is not None
+    assert main is not None
+    assert main["y"] >= sidebar["y"] + sidebar["height"]  # stacked, not side by side
+    await page.screenshot(path=screenshot_path("viewer-phone"), full_page=True)
+    await page.context.close()
+    assert found.errors == []
