@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import asyncio
 import json
 import re
 
@@ -10,6 +12,7 @@ import pytest
 
 from support.servers import RunningAPI
 from support.terminal import app_command
+from support.worker import ROOT, snippet
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("worker")]
 
@@ -63,3 +66,14 @@ async def test_refused_and_unreachable_runs_exit_2_and_3(api: RunningAPI) -> Non
     async with app_command("run", "echo", "--session", "s", "--url", "http://127.0.0.1:9") as run:
         assert await run.wait() == 3
         assert "did not answer" in await run.stderr()
+
+
+async def test_the_readme_client_example_runs(
+    api: RunningAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = snippet("client").replace("http://127.0.0.1:8000", api.url)
+    code = compile(source, str(ROOT / "README.md"), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    result = eval(code, {})
+    if asyncio.iscoroutine(result):
+        await result
+    assert capsys.readouterr().out == "Hello\nsucceeded\n"
