@@ -2,7 +2,8 @@
 //
 // Events are queued as they arrive and drawn in one requestAnimationFrame callback: a
 // fragment of new rows, each touched bubble's text set once, then the oldest rows removed
-// beyond MAX_ROWS. A row's data is formatted only when it is opened.
+// beyond MAX_ROWS (a message still streaming is kept). A row's data is formatted only when
+// it is opened.
 
 const MAX_ROWS = 500;
 
@@ -90,9 +91,6 @@ export class EventLog {
   #bubble(event, fragment) {
     const id = String(event.data?.message_id ?? "");
     let bubble = this.bubbles.get(id);
-    if (bubble && bubble.li && !bubble.li.isConnected && !fragment.contains(bubble.li)) {
-      bubble.li = null; // scrolled out of the capped log: draw it again at the end
-    }
     if (!bubble || !bubble.li) {
       const li = element("li", "bubble");
       li.dataset.messageId = id;
@@ -152,16 +150,20 @@ export class EventLog {
   }
 
   #trim() {
+    // The oldest rows go first; a message still streaming stays where it is.
     let extra = this.list.childElementCount - MAX_ROWS;
-    while (extra > 0) {
-      const first = this.list.firstElementChild;
-      if (first.dataset.messageId !== undefined) {
-        const bubble = this.bubbles.get(first.dataset.messageId);
-        if (bubble && bubble.complete) this.bubbles.delete(first.dataset.messageId);
+    let row = this.list.firstElementChild;
+    while (extra > 0 && row) {
+      const next = row.nextElementSibling;
+      const id = row.dataset.messageId;
+      const bubble = id === undefined ? null : this.bubbles.get(id);
+      if (!bubble || bubble.complete) {
+        if (bubble) this.bubbles.delete(id);
+        row.remove();
+        this.removed += 1;
+        extra -= 1;
       }
-      first.remove();
-      this.removed += 1;
-      extra -= 1;
+      row = next;
     }
     if (this.removed) {
       this.trimmed.hidden = false;
