@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import time
 from collections.abc import AsyncIterator
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -17,9 +15,8 @@ from starlette.routing import Route
 
 from agentstream_client import APIError, Client, Event, SessionStream, Unreachable
 from agentstream_client.stream import since_param
-from support.servers import RunningAPI
+from support.servers import RunningAPI, serving
 from support.tcpproxy import TCPProxy
-from support.waits import eventually
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -162,19 +159,6 @@ def test_since_is_sent_as_the_api_takes_it() -> None:
 
 
 # A stand-in for an API at capacity: 503 then 429, each with Retry-After, then one event.
-
-
-@contextlib.asynccontextmanager
-async def serving(app: Starlette) -> AsyncIterator[str]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None))
-    server.config.setup_event_loop = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    try:
-        await eventually(lambda: server.started, 20, "uvicorn to start")
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 20)
 
 
 async def test_a_busy_api_is_retried_after_its_retry_after() -> None:

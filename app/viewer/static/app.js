@@ -29,6 +29,15 @@ function showState(state, detail) {
   pill.textContent = STATES[state] + (detail ? ` (${detail})` : "");
 }
 
+// Unfold the token field and put the cursor there (after a 401 or 403).
+function askForToken() {
+  const auth = $("#auth");
+  if (!auth.open) {
+    auth.open = true;
+    $("#token").focus();
+  }
+}
+
 function openSession(sessionId) {
   document.title = `${sessionId} · agentstream viewer`;
   $("#empty").hidden = true;
@@ -68,6 +77,7 @@ function openSession(sessionId) {
     },
     onAuthError(error) {
       showAlert(describe(error, "The stream was refused"));
+      askForToken();
     },
   });
   connection.start();
