@@ -5,7 +5,8 @@ of the API that a test can cut to drop every stream."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -29,6 +30,17 @@ async def settings(settings: Settings) -> AsyncIterator[Settings]:
         job_time_limit=30.0,
     )
     await flush(url)
+
+
+@pytest.fixture(autouse=True)
+def keep_client_logging() -> Iterator[None]:
+    """The commands configure the client's logger, as entry points do; restore it."""
+    logger = logging.getLogger("agentstream_client")
+    handlers, level, propagate = logger.handlers[:], logger.level, logger.propagate
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import re
 import httpx
 import pytest
 
+from app import cli
 from support.servers import RunningAPI
 from support.terminal import app_command
 from support.worker import ROOT, snippet
@@ -77,3 +78,20 @@ async def test_the_readme_client_example_runs(
     if asyncio.iscoroutine(result):
         await result
     assert capsys.readouterr().out == "Hello\nsucceeded\n"
+
+
+async def test_app_run_in_this_process_too(
+    api: RunningAPI, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same command through `app.cli.main`, as the console script calls it."""
+    monkeypatch.setenv("AGENTSTREAM_URL", api.url)
+    monkeypatch.setenv("NO_COLOR", "1")
+    argv = ["run", "echo", "--session", "in-process", "--input", '{"text": "hi", "chunk": 1}']
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(None, cli.main, argv) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "hi\n"
+    assert "succeeded" in captured.err
+    argv = ["run", "boom", "--session", "in-process", "--input", "{}"]
+    assert await loop.run_in_executor(None, cli.main, argv) == 1
+    assert "failed: RuntimeError: boom: no reason" in capsys.readouterr().err

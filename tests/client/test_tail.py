@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
 import pytest
 
+from app import cli
 from support.servers import RunningAPI
 from support.tcpproxy import TCPProxy
 from support.terminal import app_command
@@ -89,3 +91,11 @@ async def test_tail_reads_its_url_from_the_environment_and_reports_a_refusal(
     async with app_command("tail", "x", "--since", "not-a-time", AGENTSTREAM_URL=api.url) as t:
         assert await t.wait() == 1
         assert "error: 400 bad_request" in await t.stderr()
+
+
+async def test_app_tail_in_this_process_reports_a_refusal(
+    api: RunningAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["tail", "x", "--since", "99.00000000", "--url", api.url]
+    assert await asyncio.get_running_loop().run_in_executor(None, cli.main, argv) == 1
+    assert "error: 400 bad_request" in capsys.readouterr().err
