@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -10,6 +11,7 @@ from playwright.async_api import Browser, Page, expect
 
 from support.browser import screenshot_path
 from support.servers import RunningAPI
+from support.tcpproxy import TCPProxy
 from support.viewer import Viewer, viewer_page
 
 pytestmark = pytest.mark.timeout(120)
@@ -213,3 +215,38 @@ async def test_every_control_is_labelled_and_a_phone_gets_one_column(
     await page.screenshot(path=screenshot_path("viewer-phone"), full_page=True)
     await page.context.close()
     assert found.errors == []
+
+
+async def test_a_page_that_was_away_past_retention_says_history_was_lost(
+    viewer: Viewer, api: RunningAPI, client: httpx.AsyncClient
+) -> None:
+    """The page reaches the API through a proxy; while the proxy refuses connections, events
+    are written and the oldest expire (deleted, as the TTL index does). Back online, the
+    browser resumes with its last id: the server says what was lost and goes on."""
+    ids = await append(client, "away", *({"type": "status", "data": {"i": i}} for i in range(3)))
+    parts = urlsplit(api.url)
+    async with TCPProxy(parts.hostname or "127.0.0.1", parts.port or 80) as proxy:
+        page = viewer.page
+        await page.goto(f"http://127.0.0.1:{proxy.port}/?session=away")
+        rows = page.locator("#events > li[data-type=status]")
+        await expect(rows).to_have_count(3)
+        proxy.pause()
+        await expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+        ids += await append(
+            client, "away", *({"type": "status", "data": {"i": i}} for i in (3, 4, 5))
+        )
+        await api.services.collections.events.delete_many(
+            {"session_id": "away", "seq": {"$lte": 4}}
+        )
+        proxy.resume()
+        await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+        await expect(rows).to_have_count(5)
+        lost = page.locator("#history-lost")
+        await expect(lost).to_be_visible()
+        await expect(lost).to_contain_text(f"(expired); the stream goes on from after {ids[3]}")
+        shown = await rows.evaluate_all("rows => rows.map(r => r.dataset.id)")
+        assert shown == [*ids[:3], *ids[4:]]
+        await expect(page.locator("#events > li[data-type='stream.history_lost']")).to_have_count(1)
+        await expect(page.locator("#events")).to_have_attribute("data-duplicates", "0")
+        await expect(page.locator("#counts")).to_have_text("5 events")
+        await page.screenshot(path=screenshot_path("viewer-history-lost"))

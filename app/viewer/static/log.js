@@ -77,7 +77,7 @@ export class EventLog {
     const stick = this.#nearBottom();
     this.list.append(fragment);
     for (const bubble of touched) this.#paint(bubble);
-    this.shown += events.length;
+    this.shown += events.filter((event) => !event.control).length; // stored events only
     this.#trim();
     this.counts.textContent = `${this.shown} event${this.shown === 1 ? "" : "s"}`;
     if (this.follow.checked && stick) this.list.scrollTop = this.list.scrollHeight;
