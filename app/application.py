@@ -11,8 +11,8 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
-from app import errors
-from app.api import events, health, messages, runs
+from app import errors, viewer
+from app.api import agents, events, health, messages, runs
 from app.api import metrics as metrics_api
 from app.feeds.base import Feed, Publisher
 from app.feeds.select import choose_feed
@@ -59,6 +59,8 @@ def create_app(
             *events.routes,
             *runs.routes,
             *messages.routes,
+            *agents.routes,
+            *viewer.routes,
         ],
         exception_handlers={
             errors.APIError: errors.api_error_handler,

@@ -1,4 +1,5 @@
-"""`app`: serve, migrate, stats, dev. Logging is configured here and nowhere else."""
+"""`app`: serve, migrate, stats, dev; tail and run (the terminal client, app/terminal/).
+Logging is configured here and nowhere else."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from app import terminal
 from app.logs import start_entry_point
 from app.settings import Settings
 
@@ -23,7 +25,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats = commands.add_parser("stats", help="indexes, collection stats, counts, newest events")
     stats.add_argument("--recent", type=int, default=10, help="how many newest events to show")
     stats.add_argument("--json", action="store_true", help="print the report as JSON")
+    terminal.add_commands(commands)
     args = parser.parse_args(argv)
+    if args.command in terminal.COMMANDS:  # HTTP clients: no server settings needed
+        return terminal.main(args)
     settings = start_entry_point()
     if settings is None:
         return 2

@@ -12,12 +12,16 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
+import uvicorn
+from starlette.applications import Starlette
+
 from app.application import create_app
 from app.server import Server, build_server
 from app.services import Services
 from app.settings import Settings
 from embedded.redis import start_redis, stop
 from embedded.runner import start_mongo
+from support.waits import eventually
 
 logger = logging.getLogger(__name__)
 
@@ -122,3 +126,17 @@ async def running_api(
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Starlette) -> AsyncIterator[str]:
+    """A tiny ASGI app of a test's own on uvicorn, on a free port: yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None))
+    server.config.setup_event_loop = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    try:
+        await eventually(lambda: server.started, 20, "uvicorn to start")
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 20)
