@@ -48,8 +48,15 @@ def auth_required(settings: Settings) -> bool:
 
 
 def build_document(settings: Settings) -> dict[str, Any]:
-    required = auth_required(settings)
-    mode = "jwt: every /v1 request needs a token" if required else "off: no token is needed"
+    """The document for an app built from `settings`: its auth mode, its agents."""
+    return document(
+        auth_required=auth_required(settings), agents=Registry.from_settings(settings).names()
+    )
+
+
+def document(*, auth_required: bool, agents: list[str]) -> dict[str, Any]:
+    required = auth_required
+    mode = "jwt, every /v1 request needs a token" if required else "off, no token is needed"
     return {
         "openapi": OPENAPI_VERSION,
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
@@ -57,7 +64,7 @@ def build_document(settings: Settings) -> dict[str, Any]:
             "title": "agentstream",
             "version": _version(),
             "summary": "Live streams of what AI agents do, over Server-Sent Events.",
-            "description": f"{_DESCRIPTION}\nThis server runs with AUTH_MODE={mode}.\n",
+            "description": f"{_paragraphs(_DESCRIPTION)}\n\nThis server: AUTH_MODE={mode}.",
             "license": {"name": "MIT", "identifier": "MIT"},
         },
         "servers": [{"url": "/"}],
@@ -68,7 +75,7 @@ def build_document(settings: Settings) -> dict[str, Any]:
             {"name": "runs", "description": "Agent runs: start, follow, cancel."},
             {"name": "service", "description": "Health, metrics and these docs; no token."},
         ],
-        "paths": paths(auth_required=required, agents=Registry.from_settings(settings).names()),
+        "paths": paths(auth_required=required, agents=agents),
         "components": {
             "schemas": schemas.components(),
             "securitySchemes": _security_schemes(),
@@ -102,6 +109,11 @@ def _security_schemes() -> dict[str, Any]:
             "description": f"The same JWT as a query parameter; never logged. {get_only}",
         },
     }
+
+
+def _paragraphs(text: str) -> str:
+    """Paragraphs as single lines: renderers wrap them (the source wraps at 100 columns)."""
+    return "\n\n".join(" ".join(part.split()) for part in text.strip().split("\n\n"))
 
 
 def _version() -> str:
