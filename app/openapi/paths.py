@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from app.api.events import PAGE_DEFAULT, PAGE_MAX, TRACE_PAGE_DEFAULT
-from app.openapi.assets import ASSETS
 from app.openapi.responses import AUTH_CODES, errors, json_response
 from app.openapi.schemas import Schema, identifier, ref, token
+from app.openapi.service import service_paths
 from app.store.messages import MAX_LIST
 
 type Operation = dict[str, Any]
@@ -81,7 +81,7 @@ def paths(*, auth_required: bool, agents: list[str]) -> dict[str, dict[str, Oper
         "/v1/runs/{run_id}": {"get": _get_run(read)},
         "/v1/runs/{run_id}/cancel": {"post": _cancel_run(security("runs:write", get=False))},
         "/v1/agents": {"get": _agents(read)},
-        **_public(),
+        **service_paths(),
     }
 
 
@@ -371,64 +371,5 @@ def _agents(security: list[dict[str, list[str]]]) -> Operation:
         "responses": {
             "200": json_response("The agents.", ref("Agents")),
             **errors(AUTH_CODES),
-        },
-    }
-
-
-def _public() -> dict[str, dict[str, Operation]]:
-    """Operations anyone may call: health, metrics, this document, the docs and viewer pages."""
-
-    def page(operation_id: str, summary: str, media: str, **extra: Any) -> Operation:
-        return {
-            "operationId": operation_id,
-            "tags": ["service"],
-            "summary": summary,
-            "security": [],
-            "responses": {"200": {"description": summary, "content": {media: {}}}},
-            **extra,
-        }
-
-    asset = {
-        "name": "asset",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "enum": sorted(ASSETS)},
-    }
-    docs_asset = page("docsAsset", "A file of the docs page", "*/*", parameters=[asset])
-    docs_asset["responses"].update(errors(("not_found",)))
-    return {
-        "/healthz": {
-            "get": {
-                **page("healthz", "Liveness", "application/json"),
-                "responses": {"200": json_response("The process is up.", ref("Health"))},
-            }
-        },
-        "/readyz": {
-            "get": {
-                **page("readyz", "Readiness: MongoDB, Redis, migrations, feed", "application/json"),
-                "responses": {
-                    "200": json_response("Ready.", ref("Ready")),
-                    "503": json_response("Not ready; the failed checks say why.", ref("Ready")),
-                },
-            }
-        },
-        "/metrics": {"get": page("metrics", "Prometheus metrics of this process", "text/plain")},
-        "/openapi.json": {"get": page("openapi", "This document", "application/json")},
-        "/docs": {"get": page("docs", "This document for people", "text/html")},
-        "/docs/{asset}": {"get": docs_asset},
-        "/": {
-            "get": page(
-                "viewer",
-                "The session viewer page",
-                "text/html",
-                parameters=[
-                    {
-                        "name": "session",
-                        "in": "query",
-                        "description": "Show this session live.",
-                        "schema": {"type": "string"},
-                    }
-                ],
-            )
         },
     }

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from app.application import create_app
 from app.errors import BadRequest
-from app.openapi import build_document, document
+from app.openapi import auth_required, build_document, document
 from app.openapi.responses import CODES
 from app.settings import Secret, Settings
 from app.store import tokens
@@ -61,6 +61,14 @@ def test_the_document_is_valid_openapi_3_1(auth_required: bool) -> None:
                 assert {"401", "403"} <= set(operation["responses"])
             else:
                 assert operation["security"] == []
+
+
+def test_the_security_requirements_follow_the_auth_mode(offline_settings: Settings) -> None:
+    # AUTH_MODE arrives with access control; until then no token is needed.
+    expected = getattr(offline_settings, "auth_mode", "off") == "jwt"
+    assert auth_required(offline_settings) is expected
+    served = build_document(offline_settings)["paths"]["/v1/events/{event_id}"]["get"]
+    assert ({} not in served["security"]) is expected
 
 
 def test_every_route_is_documented_and_every_documented_route_exists(
