@@ -44,7 +44,8 @@ revealed. Limits answer 413, 429 and 503, the last two with `Retry-After` in who
 def auth_required(settings: Settings) -> bool:
     """Whether requests need a token: AUTH_MODE=jwt. Without an auth mode, none is needed."""
     # AUTH_MODE arrives with access control; until then the service serves everyone.
-    return str(getattr(settings, "auth_mode", "off")) == "jwt"
+    mode = getattr(settings, "auth_mode", "off")
+    return str(getattr(mode, "value", mode)) == "jwt"
 
 
 def build_document(settings: Settings) -> dict[str, Any]:

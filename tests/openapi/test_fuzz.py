@@ -86,7 +86,8 @@ def schemathesis_run(url: str, token: str | None, workdir: Path) -> list[str]:
         f"{url}/openapi.json",
         f"--phases={','.join(phases)}",
         f"--checks={','.join(CHECKS)}",
-        f"--max-examples={EXAMPLES}",
+        # Without a token every /v1 answer is the same 401: fewer examples say as much.
+        f"--max-examples={EXAMPLES if token is not None or not auth_supported() else 2}",
         f"--seed={SEED}",
         "--mode=all",
         "--workers=2",
