@@ -63,7 +63,7 @@ def errors(codes: Iterable[str]) -> dict[str, Any]:
             ]
         }
         response: dict[str, Any] = {
-            "description": "; ".join(f"`{code}`: {CODES[code][1]}" for code in found),
+            "description": " ".join(f"`{code}`: {CODES[code][1]}" for code in found),
             "content": {"application/json": {"schema": schema}},
         }
         if status == 401:
