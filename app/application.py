@@ -8,11 +8,12 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
+from pymongo.errors import ConnectionFailure
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from app import errors, viewer
-from app.api import agents, events, health, messages, runs
+from app.api import agents, docs, events, health, messages, runs
 from app.api import metrics as metrics_api
 from app.feeds.base import Feed, Publisher
 from app.feeds.select import choose_feed
@@ -61,10 +62,12 @@ def create_app(
             *messages.routes,
             *agents.routes,
             *viewer.routes,
+            *docs.routes(settings),
         ],
         exception_handlers={
             errors.APIError: errors.api_error_handler,
             HTTPException: errors.http_error_handler,
+            ConnectionFailure: errors.database_error_handler,
             Exception: errors.internal_error_handler,
         },
         lifespan=lifespan,

@@ -82,6 +82,14 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def database_error_handler(request: Request, exc: Exception) -> Response:
+    """MongoDB out of reach (no server, a timeout): 503 and when to retry, never a 500."""
+    logger.warning("MongoDB unavailable on %s %s: %s", request.method, request.url.path, exc)
+    response = error_response(503, "unavailable", "the database is unavailable; try again")
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 async def internal_error_handler(request: Request, exc: Exception) -> Response:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal", "internal server error")

@@ -9,8 +9,13 @@ from typing import Any
 
 from app.errors import BadRequest
 
-_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_TYPE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# The rules below are also what /openapi.json says (app/openapi imports these names).
+ID_MAX = 128
+TYPE_MAX = 64
+ID_PATTERN = rf"^[A-Za-z0-9._:-]{{1,{ID_MAX}}}$"
+TYPE_PATTERN = rf"^[A-Za-z0-9._:-]{{1,{TYPE_MAX}}}$"
+_ID = re.compile(ID_PATTERN)
+_TYPE = re.compile(TYPE_PATTERN)
 MAX_DEPTH = 32
 
 
@@ -18,7 +23,7 @@ def identifier(value: object, field: str) -> str:
     """A session, event, trace, message or run id: 1-128 characters of [A-Za-z0-9._:-]."""
     if not isinstance(value, str):
         raise BadRequest(f"{field} must be a string, got {_kind(value)}")
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):  # fullmatch: '$' alone lets a final newline in
         raise BadRequest(f"{field} must be 1-128 characters from [A-Za-z0-9._:-]")
     return value
 
@@ -30,7 +35,7 @@ def optional_identifier(value: object, field: str) -> str | None:
 def event_type(value: object, field: str = "type") -> str:
     if not isinstance(value, str):
         raise BadRequest(f"{field} must be a string, got {_kind(value)}")
-    if not _TYPE.match(value):
+    if not _TYPE.fullmatch(value):
         raise BadRequest(f"{field} must be 1-64 characters from [A-Za-z0-9._:-]")
     return value
 
@@ -65,7 +70,7 @@ def allowed_fields(body: Mapping[str, Any], allowed: frozenset[str], what: str) 
 def bounded_int(raw: str | None, field: str, low: int, high: int, default: int) -> int:
     if raw is None:
         return default
-    if not raw.isdigit() or len(raw) > 9 or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or not low <= int(raw) <= high:
         raise BadRequest(f"{field} must be a whole number from {low} to {high}")
     return int(raw)
 
@@ -87,7 +92,10 @@ def timestamp(raw: str, field: str = "since_timestamp") -> datetime.datetime:
         raise BadRequest(f"{field} must be ISO 8601 or epoch milliseconds") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=datetime.UTC)
-    return parsed.astimezone(datetime.UTC)
+    try:
+        return parsed.astimezone(datetime.UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise BadRequest(f"{field} is out of range") from None
 
 
 def format_timestamp(value: datetime.datetime) -> str:

@@ -19,6 +19,11 @@ from app.validation import bounded_int, format_timestamp, identifier, timestamp
 if TYPE_CHECKING:
     from starlette.requests import Request
 
+# Page sizes (`limit`), also what /openapi.json says.
+PAGE_MAX = 1000
+PAGE_DEFAULT = 100
+TRACE_PAGE_DEFAULT = 1000
+
 
 async def read_json(request: Request, max_bytes: int) -> Any:
     """The request body as JSON: 415 unless JSON, 413 over `max_bytes`, 400 when malformed."""
@@ -119,7 +124,7 @@ async def list_events(request: Request) -> Response:
     svc = services(request)
     session_id = identifier(request.path_params["session_id"], "session_id")
     query = request.query_params
-    limit = bounded_int(query.get("limit"), "limit", 1, 1000, 100)
+    limit = bounded_int(query.get("limit"), "limit", 1, PAGE_MAX, PAGE_DEFAULT)
     after = query.get("after")
     if after and query.get("since_timestamp"):
         raise BadRequest("give either after or since_timestamp, not both")
@@ -147,7 +152,7 @@ async def get_event(request: Request) -> Response:
 async def trace_events(request: Request) -> Response:
     svc = services(request)
     trace_id = identifier(request.path_params["trace_id"], "trace_id")
-    limit = bounded_int(request.query_params.get("limit"), "limit", 1, 1000, 1000)
+    limit = bounded_int(request.query_params.get("limit"), "limit", 1, PAGE_MAX, TRACE_PAGE_DEFAULT)
     docs = await svc.history.by_trace(trace_id, limit)
     return JSONResponse({"events": [event_view(doc) for doc in docs if not doc.get("void")]})
 

@@ -31,3 +31,12 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 10.0, what:
         return predicate()
 
     await eventually_async(check, timeout, what)
+
+
+def eventually_sync(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    """`eventually` for synchronous tests (a subprocess coming up, say)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(0.05)
