@@ -7,6 +7,7 @@ from typing import Any
 from app.openapi.assets import ASSETS
 from app.openapi.responses import errors, json_response
 from app.openapi.schemas import ref
+from app.viewer import ASSETS as VIEWER_ASSETS
 
 type Operation = dict[str, Any]
 
@@ -32,6 +33,13 @@ def service_paths() -> dict[str, dict[str, Operation]]:
     }
     docs_asset = page("docsAsset", "A file of the docs page", "*/*", parameters=[asset])
     docs_asset["responses"].update(errors(("not_found",)))
+    viewer_asset = page(
+        "viewerAsset",
+        "A file of the viewer page",
+        "*/*",
+        parameters=[{**asset, "schema": {"type": "string", "enum": sorted(VIEWER_ASSETS)}}],
+    )
+    viewer_asset["responses"].update(errors(("not_found",)))
     return {
         "/healthz": {
             "get": {
@@ -52,6 +60,7 @@ def service_paths() -> dict[str, dict[str, Operation]]:
         "/openapi.json": {"get": page("openapi", "This document", "application/json")},
         "/docs": {"get": page("docs", "This document for people", "text/html")},
         "/docs/{asset}": {"get": docs_asset},
+        "/viewer/{asset}": {"get": viewer_asset},
         "/": {
             "get": page(
                 "viewer",

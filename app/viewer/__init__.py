@@ -12,14 +12,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from starlette.responses import FileResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.routing import Route
+
+from app.errors import NotFound
 
 if TYPE_CHECKING:
     from starlette.requests import Request
 
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS_PATH = "/viewer"
+# The page's files by name, with their media types: only these are served.
+_MEDIA = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".html": "text/html; charset=utf-8",
+}
+ASSETS = {
+    path.name: _MEDIA[path.suffix] for path in sorted(STATIC.iterdir()) if path.suffix in _MEDIA
+}
 
 # Same origin only; no inline script or style; the page cannot be framed by another site.
 CONTENT_SECURITY_POLICY = (
@@ -38,7 +49,14 @@ async def index(request: Request) -> Response:
     return FileResponse(STATIC / "index.html", media_type="text/html", headers=PAGE_HEADERS)
 
 
+async def asset(request: Request) -> Response:
+    name = request.path_params["asset"]
+    if name not in ASSETS:
+        raise NotFound(f"no file {name[:64]!r} in the viewer")
+    return FileResponse(STATIC / name, media_type=ASSETS[name], headers=PAGE_HEADERS)
+
+
 routes = [
     Route("/", index, methods=["GET", "HEAD"]),
-    Mount(ASSETS_PATH, app=StaticFiles(directory=STATIC), name="viewer"),
+    Route(ASSETS_PATH + "/{asset}", asset, methods=["GET", "HEAD"]),
 ]
