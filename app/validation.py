@@ -10,6 +10,8 @@ from typing import Any
 from app.errors import BadRequest
 
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Lookups also reach the ids the service derives for runs ("<run_id>~<step>", app.store.runs).
+_LOOKUP_ID = re.compile(r"^[A-Za-z0-9._:~-]{1,128}$")
 _TYPE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 MAX_DEPTH = 32
 
@@ -20,6 +22,13 @@ def identifier(value: object, field: str) -> str:
         raise BadRequest(f"{field} must be a string, got {_kind(value)}")
     if not _ID.match(value):
         raise BadRequest(f"{field} must be 1-128 characters from [A-Za-z0-9._:-]")
+    return value
+
+
+def lookup_event_id(value: str) -> str:
+    """An event id to look up: a client id, or one the service derived from a run id."""
+    if not _LOOKUP_ID.match(value):
+        raise BadRequest("event_id must be 1-128 characters from [A-Za-z0-9._:~-]")
     return value
 
 

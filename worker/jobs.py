@@ -3,8 +3,8 @@
 Lifecycle: `run.queued` (written by the enqueuer; by the job when a plain-arq enqueuer left no
 record), `run.started`, the agent's events, then one of `run.completed`, `run.failed`,
 `run.cancelled` or `run.timed_out`. The record moves first (a guarded findOneAndUpdate), then
-the terminal event is written with the fixed id "<run_id>.end", so a crash between the two is
-repaired by the retry and a run never shows two endings.
+the terminal event is written with the fixed id "<run_id>~end" (app.store.runs.run_event_id),
+so a crash between the two is repaired by the retry and a run never shows two endings.
 
 Cancellation reaches the job as CancelledError from arq: an abort (POST /cancel), the time
 limit (arq's job_timeout = JOB_TIME_LIMIT) or the worker shutting down. The job tells them
@@ -34,7 +34,7 @@ from app.mongo import Collections, Document, connect
 from app.settings import Settings
 from app.store.events import EventWriter, NewEvent
 from app.store.messages import MessageStore
-from app.store.runs import TERMINAL_EVENT, RunStatus, RunStore, error_info
+from app.store.runs import TERMINAL_EVENT, RunStatus, RunStore, error_info, run_event_id
 from worker.agents import Registry
 from worker.runtime import AgentContext, Emitter
 
@@ -277,7 +277,7 @@ class RunJob:
     async def _repair_end(self, record: Document) -> str:
         """The run ended earlier: make sure its terminal event exists, then stop."""
         self._finalized = True
-        if not await self.stores.runs.has_event(f"{self.run_id}.end"):
+        if not await self.stores.runs.has_event(run_event_id(self.run_id, "end")):
             await self._append_end(record)
         return str(record["status"])
 
@@ -292,7 +292,7 @@ class RunJob:
         return {"run_id": self.run_id, "agent": self.args["agent"], **extra}
 
     def _event(self, step: str, type: str, data: dict[str, Any]) -> NewEvent:
-        return NewEvent(type, data, self.trace_id, f"{self.run_id}.{step}")
+        return NewEvent(type, data, self.trace_id, run_event_id(self.run_id, step))
 
     async def _append(self, step: str, type: str, data: dict[str, Any]) -> None:
         await self.stores.writer.append(self.session_id, [self._event(step, type, data)])
