@@ -73,7 +73,7 @@ def create_app(
         routes=routes,
         middleware=[
             *_cors(settings),
-            Middleware(AuthMiddleware, verifier=verifier, routes=routes),
+            Middleware(AuthMiddleware, verifier=verifier),
         ],
         exception_handlers={
             errors.APIError: errors.api_error_handler,

@@ -1,6 +1,6 @@
 """The one place every request passes through to have access decided (app.auth.policy).
 
-For each request the middleware finds the route the router will run. A public route, an
+For each request the middleware finds the route the app's router will run. A public route, an
 unknown path (404) or a wrong method (405) goes on without a token. A `ProtectedRoute` needs a
 verified token (401 otherwise), then `decide` answers for its scope and, for PATH routes, its
 session (403). LOOKUP routes are decided by the handler once it knows the session, through
@@ -53,12 +53,9 @@ _NO_TOKEN = (
 
 
 class AuthMiddleware:
-    def __init__(
-        self, app: ASGIApp, *, verifier: Verifier | None, routes: Sequence[BaseRoute]
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, verifier: Verifier | None) -> None:
         self.app = app
         self._verifier = verifier
-        self._routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,8 +86,12 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
     def _match(self, scope: Scope) -> tuple[BaseRoute | None, dict[str, str]]:
-        """The route the router will run, with its path parameters; None for a 404 or 405."""
-        for route in self._routes:
+        """The route the router will run, with its path parameters; None for a 404 or 405.
+
+        The routes are the app's own (Starlette sets scope["app"]), routes added late included.
+        """
+        routes: Sequence[BaseRoute] = scope["app"].routes
+        for route in routes:
             match, child = route.matches(scope)
             if match is Match.FULL:
                 return route, dict(child.get("path_params", {}))
