@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -70,6 +71,7 @@ def test_the_embedded_run_checks_tokens_only_when_a_key_is_given(
     from app.settings import AuthMode, Secret, Settings
     from embedded.runner import _choose_auth
 
+    caplog.set_level(logging.INFO, logger="embedded.runner")
     env: dict[str, str] = {}
     _choose_auth(Settings(), env)
     assert env["AUTH_MODE"] == "off"
