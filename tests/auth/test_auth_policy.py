@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.auth.policy import Access, Decision, Patterns, Principal, Scope, SessionRule, decide
 
@@ -104,3 +108,28 @@ def test_everyone_and_admin_see_every_session() -> None:
     assert Principal.everyone().visible().everything
     assert principal("admin", ["s1"]).visible().everything
     assert principal("events:read", ["s1"]).visible() == Patterns.parse(["s1"])
+
+
+ALPHABET = "ab.:-9Z"
+ids = st.text(alphabet=ALPHABET, min_size=1, max_size=6)
+entries = st.one_of(ids, ids.map(lambda p: p + "*"), st.just("*"))
+
+
+def matches(query: dict[str, Any], value: str) -> bool:
+    """The few MongoDB operators Patterns.query uses, evaluated on one field value."""
+    if not query:
+        return True
+    if "$or" in query:
+        return any(matches(clause, value) for clause in query["$or"])
+    (condition,) = query.values()
+    if "$in" in condition:
+        return value in condition["$in"]
+    return bool(condition["$gte"] <= value < condition["$lt"])
+
+
+@given(st.lists(entries, max_size=5), st.lists(ids, min_size=1, max_size=20))
+def test_the_query_and_covers_always_agree(claim: list[str], sessions: list[str]) -> None:
+    patterns = Patterns.parse(claim)
+    query = patterns.query("session_id")
+    for session in sessions:
+        assert matches(query, session) == patterns.covers(session), (claim, session, query)
