@@ -11,7 +11,7 @@ from app.settings import Settings
 from support.servers import RunningAPI
 from support.sse import Event, Stream, open_stream
 from support.tokens import bearer, token
-from support.worker import running_worker
+from support.worker import idle, running_worker
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -36,7 +36,7 @@ async def test_a_client_cannot_fake_or_hide_a_run_ending(
 ) -> None:
     async with (
         httpx.AsyncClient(base_url=jwt_api.url, timeout=15) as client,
-        running_worker(jwt_settings),
+        running_worker(jwt_settings) as worker,
         open_stream(client, "victim", access_token=token(sessions=["victim"])) as stream,
     ):
         started = await client.post(
@@ -61,6 +61,7 @@ async def test_a_client_cannot_fake_or_hide_a_run_ending(
         assert taken.status_code == 400
 
         events = await until_end(stream)
+        await idle(worker)
     kinds = [e.event for e in events]
     assert kinds.count("run.completed") == 1
     assert kinds[-1] == "run.completed"
@@ -76,7 +77,7 @@ async def test_a_client_cannot_block_a_future_run(
 ) -> None:
     async with (
         httpx.AsyncClient(base_url=jwt_api.url, timeout=15) as client,
-        running_worker(jwt_settings),
+        running_worker(jwt_settings) as worker,
     ):
         squat = await post(client, "elsewhere", {"type": "note", "event_id": "future-run.queued"})
         assert squat.status_code == 201, squat.text
@@ -90,6 +91,7 @@ async def test_a_client_cannot_block_a_future_run(
             )
             assert started.status_code == 202, started.text
             events = await until_end(s)
+        await idle(worker)
     assert events[0].event == "run.queued"
     assert events[0].data["event_id"] == "future-run~queued"
     assert events[-1].event == "run.completed"
