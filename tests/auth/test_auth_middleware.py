@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import httpx
+import pytest
+import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -14,6 +19,7 @@ from app.auth.middleware import SUBJECT, AuthMiddleware, check_found
 from app.auth.policy import Access, Scope, SessionRule
 from app.auth.routes import ProtectedRoute
 from app.auth.verifier import Verifier
+from app.server import Server
 from support.tokens import SECRET, bearer, token
 
 
@@ -95,3 +101,33 @@ async def test_unknown_paths_and_methods_answer_as_usual_and_undeclared_routes_a
         assert (await http.get("/nowhere")).status_code == 404
         assert (await http.post("/s/s1")).status_code == 405
         assert (await http.get("/added-later", headers=bearer(token()))).status_code == 403
+
+
+async def test_uvicorn_access_logs_never_hold_the_query_token(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`app serve` keeps uvicorn's access log off; turned on, it still logs no token, because
+    the middleware removes the parameter from the very scope uvicorn logs from."""
+    config = uvicorn.Config(app(), host="127.0.0.1", port=0, access_log=True, log_config=None)
+    server = Server(config)
+    access = logging.getLogger("uvicorn.access")
+    propagate = access.propagate
+    access.propagate = True  # an earlier Config(access_log=False) turns it off process-wide
+    task = asyncio.create_task(server.serve())
+    try:
+        await asyncio.wait_for(server.ready.wait(), 20)
+        value = token("alice", sessions=["s1"])
+        with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
+                response = await http.get("/s/s1", params={"limit": "5", "access_token": value})
+                refused = await http.get("/s/s1", params={"access_token": value + "x"})
+        assert response.status_code == 200
+        assert refused.status_code == 401
+        lines = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
+        assert any("/s/s1?limit=5" in line for line in lines), lines
+        assert all(value not in line for line in lines), lines
+        assert all("access_token" not in line for line in lines), lines
+    finally:
+        access.propagate = propagate
+        server.should_exit = True
+        await asyncio.wait_for(task, 20)
