@@ -152,3 +152,46 @@ async def test_preflight_grants_credentials_to_listed_origins_only(cors_api: Ori
         assert simple.status_code == 401  # CORS is not access: a token is still required
         assert simple.headers["access-control-allow-origin"] == allowed
         assert simple.headers["access-control-allow-origin"] != "*"
+
+
+# Collects every "n" event and every stream.reconnect; EventSource reconnects by itself.
+WATCH = """(url) => {
+    window.got = []; window.reconnects = []; window.failed = false;
+    const source = new EventSource(url);
+    source.addEventListener("n", (e) => window.got.push(JSON.parse(e.data).data.i));
+    source.addEventListener("stream.reconnect", (e) => window.reconnects.push(JSON.parse(e.data)));
+    source.onerror = () => { if (source.readyState === EventSource.CLOSED) window.failed = true; };
+}"""
+
+
+async def test_the_browser_resumes_exactly_after_its_token_expires(
+    browser: Browser, cors_api: Origins
+) -> None:
+    api = cors_api.api
+    short = token("browser", scope="events:read", sessions=["web"], ttl=6)  # slack under load
+    context = await browser.new_context()
+    cookie = {"name": "agentstream_token", "url": api.url, "httpOnly": True, "sameSite": "Lax"}
+    try:
+        await context.add_cookies([{**cookie, "value": short}])
+        page = await context.new_page()
+        await page.goto(f"{api.url}/healthz")
+        await page.evaluate(WATCH, "/v1/sessions/web/stream")
+        await page.wait_for_function("window.got.length === 2", timeout=15_000)
+        # The backend refreshes the cookie; the open stream still ends at the first token's exp.
+        fresh = token("browser", scope="events:read", sessions=["web"], ttl=300)
+        await context.add_cookies([{**cookie, "value": fresh}])
+        await page.wait_for_function("window.reconnects.length === 1", timeout=15_000)
+        reconnect: Any = await page.evaluate("window.reconnects[0]")
+        assert reconnect["reason"] == "token_expired"
+        async with httpx.AsyncClient(base_url=api.url) as client:
+            response = await client.post(
+                "/v1/sessions/web/events",
+                json={"events": [{"type": "n", "data": {"i": 3}}, {"type": "n", "data": {"i": 4}}]},
+                headers=bearer(token(scope="events:write", sessions=["web"])),
+            )
+            assert response.status_code == 201, response.text
+        await page.wait_for_function("window.got.length >= 4", timeout=15_000)
+        assert await page.evaluate("window.got") == [1, 2, 3, 4]
+        assert await page.evaluate("window.failed") is False
+    finally:
+        await context.close()
