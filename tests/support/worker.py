@@ -60,14 +60,6 @@ async def running_worker(settings: Settings, **options: Any) -> AsyncIterator[Wo
             await asyncio.wait_for(task, 10)
 
 
-async def idle(worker: Worker, timeout: float = 20.0) -> None:
-    """Wait until the worker has finished every job it took, arq's own bookkeeping included
-    (closing it earlier cancels that bookkeeping and leaks a Redis pipeline)."""
-    await eventually(
-        lambda: all(task.done() for task in worker.tasks.values()), timeout, "the worker to idle"
-    )
-
-
 async def burst(settings: Settings, **options: Any) -> Worker:
     """Run every queued job in this process, then return (arq's burst mode)."""
     worker = create_worker(settings, burst=True, poll_delay=0, handle_signals=False, **options)
