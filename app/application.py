@@ -11,10 +11,15 @@ from typing import Any
 from pymongo.errors import ConnectionFailure
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 
 from app import errors, viewer
-from app.api import agents, docs, events, health, messages, runs
+from app.api import agents, docs, events, health, messages, runs, sessions
 from app.api import metrics as metrics_api
+from app.auth.middleware import AuthMiddleware
+from app.auth.routes import check_routes
+from app.auth.verifier import Verifier
 from app.feeds.base import Feed, Publisher
 from app.feeds.select import choose_feed
 from app.hub import Hub
@@ -25,7 +30,7 @@ from app.mongo import Collections, connect
 from app.monitor import Monitor
 from app.runs import Runs
 from app.services import Services
-from app.settings import Settings, redact_url
+from app.settings import AuthMode, Settings, redact_url
 from app.store.events import EventWriter
 from app.store.history import History
 from app.stream import SendWatchdog
@@ -43,9 +48,12 @@ def create_app(
 
     `feed_factory(publisher)`, when given, replaces the feed SSE_FEED would choose: the
     benchmarks use an in-process feed to measure the hub and streams without database writes.
+
+    SettingsError when AUTH_MODE=jwt has no key; RuntimeError when a route declares no access.
     """
     if settings.mongo_url is None or settings.redis_url is None:
         raise ValueError("MONGO_URL and REDIS_URL must be set (./dev serve starts embedded ones)")
+    verifier = Verifier.from_settings(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -53,16 +61,23 @@ def create_app(
             app.state.services = await _open(settings, stack, mongo_listeners, feed_factory)
             yield
 
+    routes = [
+        *health.routes,
+        *metrics_api.routes,
+        *sessions.routes,
+        *events.routes,
+        *runs.routes,
+        *messages.routes,
+        *agents.routes,
+        *viewer.routes,
+        *docs.routes(settings),
+    ]
+    check_routes(routes)
     app = Starlette(
-        routes=[
-            *health.routes,
-            *metrics_api.routes,
-            *events.routes,
-            *runs.routes,
-            *messages.routes,
-            *agents.routes,
-            *viewer.routes,
-            *docs.routes(settings),
+        routes=routes,
+        middleware=[
+            *_cors(settings),
+            Middleware(AuthMiddleware, verifier=verifier),
         ],
         exception_handlers={
             errors.APIError: errors.api_error_handler,
@@ -75,6 +90,24 @@ def create_app(
     return app
 
 
+def _cors(settings: Settings) -> list[Middleware]:
+    """Pages on CORS_ORIGINS may call the API with a bearer token or the cookie. Credentials
+    go to those origins only, never to `*` (Settings refuses `*`)."""
+    if not settings.cors_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_credentials=True,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            expose_headers=["Location", "Retry-After", "WWW-Authenticate"],
+            max_age=600,
+        )
+    ]
+
+
 async def _open(
     settings: Settings,
     stack: contextlib.AsyncExitStack,
@@ -84,6 +117,10 @@ async def _open(
     assert settings.mongo_url is not None
     assert settings.redis_url is not None
     logger.info("settings: %s", settings.describe())
+    if settings.auth_mode is AuthMode.OFF:
+        logger.warning(
+            "AUTH_MODE=off: no token is checked; every client can read and write every session"
+        )
     logger.info("MongoDB %s, database %s", redact_url(settings.mongo_url.get()), settings.mongo_db)
     mongo = connect(settings.mongo_url.get(), event_listeners=list(listeners))
     stack.push_async_callback(mongo.close)

@@ -1,4 +1,4 @@
-"""`app`: serve, migrate, stats, dev; tail and run (the terminal client, app/terminal/).
+"""`app`: serve, migrate, stats, dev, token; tail and run (the terminal client, app/terminal/).
 Logging is configured here and nowhere else."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from app import terminal
 from app.logs import start_entry_point
-from app.settings import Settings
+from app.settings import Settings, SettingsError
 
 logger = logging.getLogger("app")
 
@@ -26,12 +26,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats.add_argument("--recent", type=int, default=10, help="how many newest events to show")
     stats.add_argument("--json", action="store_true", help="print the report as JSON")
     terminal.add_commands(commands)
+    token = commands.add_parser(
+        "token", help="print a token signed with AUTH_JWT_SECRET (development and scripts)"
+    )
+    token.add_argument("--sub", required=True, help="the subject (who the token is for)")
+    token.add_argument("--scope", default="events:read", help='space-separated, e.g. "events:read"')
+    token.add_argument(
+        "--sessions", default="", help='comma-separated ids or prefixes ("demo*", "*")'
+    )
+    token.add_argument("--ttl", type=float, default=3600.0, help="seconds until it expires")
     args = parser.parse_args(argv)
     if args.command in terminal.COMMANDS:  # HTTP clients: no server settings needed
         return terminal.main(args)
     settings = start_entry_point()
     if settings is None:
         return 2
+    if args.command == "token":
+        return _token(settings, args.sub, args.scope, args.sessions, args.ttl)
     if args.command == "serve":
         return _serve(settings)
     if args.command == "migrate":
@@ -58,7 +69,30 @@ def _require_urls(settings: Settings) -> bool:
     return not missing
 
 
+def _token(settings: Settings, sub: str, scope: str, sessions: str, ttl: float) -> int:
+    from app.auth.verifier import CannotMint, mint
+
+    patterns = [part.strip() for part in sessions.split(",") if part.strip()]
+    if not sub or ttl <= 0:
+        print("error: --sub must not be empty and --ttl must be > 0", file=sys.stderr)
+        return 2
+    try:
+        print(mint(settings, subject=sub, scopes=scope, sessions=patterns, ttl=ttl))
+    except CannotMint as exc:
+        print(f"error: cannot mint a token: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _serve(settings: Settings) -> int:
+    try:
+        settings.check_auth()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not _require_urls(settings):
         return 2
     from app.application import create_app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
@@ -20,14 +20,39 @@ class APIError(Exception):
 
     status = 400
     code = "bad_request"
+    headers: ClassVar[dict[str, str]] = {}
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
+    def response(self) -> JSONResponse:
+        response = error_response(self.status, self.code, self.message)
+        response.headers.update(self.headers)
+        return response
+
 
 class BadRequest(APIError):
     pass
+
+
+class ReservedType(BadRequest):
+    code = "reserved_type"
+
+
+class Unauthorized(APIError):
+    """No token, or one that is malformed, badly signed or expired."""
+
+    status = 401
+    code = "unauthorized"
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(APIError):
+    """A valid token without the scope or the session."""
+
+    status = 403
+    code = "forbidden"
 
 
 class NotFound(APIError):
@@ -57,6 +82,8 @@ class ServiceUnavailable(APIError):
 
 _HTTP_CODES = {
     400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
@@ -70,7 +97,7 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 
 async def api_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
-    return error_response(exc.status, exc.code, exc.message)
+    return exc.response()
 
 
 async def http_error_handler(request: Request, exc: Exception) -> Response:

@@ -42,7 +42,7 @@ __all__ = [
 
 QUEUE_NAME = "agentstream:runs"
 JOB_FUNCTION = "run_agent"
-RUN_ID_MAX = 96  # event and message ids derive from it ("<run_id>.<n>") and must stay <= 128
+RUN_ID_MAX = 96  # event and message ids derive from it ("<run_id>~<n>") and must stay <= 128
 
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _AGENT = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")

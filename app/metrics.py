@@ -136,6 +136,12 @@ class Metrics(WriterMetrics):
             "Streams ended because the client fell behind",
             registry=r,
         )
+        self.auth_denials = Counter(
+            "agentstream_auth_denials",
+            "Requests refused by access control, by answer (unauthorized, forbidden, not_found)",
+            ["code"],
+            registry=r,
+        )
         self.history_lost = Counter(
             "agentstream_history_lost", "Streams told that their position had expired", registry=r
         )

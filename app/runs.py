@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from app import jobs
 from app.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, ServiceUnavailable
 from app.store.events import NewEvent
-from app.store.runs import TERMINAL_EVENT, RunStatus, RunStore, error_info
+from app.store.runs import TERMINAL_EVENT, RunStatus, RunStore, error_info, run_event_id
 from app.validation import identifier, json_object, optional_identifier
 from worker.agents import AgentLoadError, Registry
 from worker.runtime import InputError
@@ -62,6 +62,7 @@ class Runs:
         *,
         trace_id: object = None,
         run_id: object = None,
+        sub: str | None = None,
     ) -> Document:
         """Validate, record the run as queued, write `run.queued`, enqueue; return the record.
 
@@ -74,7 +75,7 @@ class Runs:
         rid = optional_identifier(run_id, "run_id") or uuid.uuid4().hex
         if len(rid) > jobs.RUN_ID_MAX:
             raise BadRequest(f"run_id must be at most {jobs.RUN_ID_MAX} characters")
-        record, created = await self._store.ensure(rid, session_id, name, trace)
+        record, created = await self._store.ensure(rid, session_id, name, trace, sub=sub)
         if not created:
             if (record["session_id"], record["agent"]) != (session_id, name):
                 raise Conflict(f"run_id {rid} is already used by another run")
@@ -83,8 +84,9 @@ class Runs:
             # A retried request: finish what the first one may not have (both steps are
             # idempotent), then enqueue, which is harmless when the job is already queued.
             trace = record.get("trace_id") or trace
-        if created or not await self._store.has_event(f"{rid}.queued"):
-            queued = NewEvent("run.queued", {"run_id": rid, "agent": name}, trace, f"{rid}.queued")
+        queued_id = run_event_id(rid, "queued")
+        if created or not await self._store.has_event(queued_id):
+            queued = NewEvent("run.queued", {"run_id": rid, "agent": name}, trace, queued_id)
             await self._writer.append(session_id, [queued])
         args = jobs.run_args(rid, session_id, name, payload, trace)
         try:
@@ -96,9 +98,11 @@ class Runs:
         logger.info("run %s queued: agent %s, session %s", rid, name, session_id)
         return record
 
+    async def find(self, run_id: str) -> Document | None:
+        return await self._store.get(identifier(run_id, "run_id"))
+
     async def get(self, run_id: str) -> Document:
-        identifier(run_id, "run_id")
-        record = await self._store.get(run_id)
+        record = await self.find(run_id)
         if record is None:
             raise NotFound(f"no run {run_id}")
         return record
@@ -139,7 +143,9 @@ class Runs:
         data: dict[str, Any] = {"run_id": run_id, "status": status.value}
         if error is not None:
             data["error"] = error
-        event = NewEvent(TERMINAL_EVENT[status], data, ended.get("trace_id"), f"{run_id}.end")
+        event = NewEvent(
+            TERMINAL_EVENT[status], data, ended.get("trace_id"), run_event_id(run_id, "end")
+        )
         await self._writer.append(ended["session_id"], [event])
         return ended
 

@@ -14,9 +14,11 @@ from urllib.parse import urlsplit, urlunsplit
 class SettingsError(ValueError):
     """An environment variable holds a value the service cannot accept."""
 
-    def __init__(self, variable: str, value: str, accepts: str) -> None:
+    def __init__(self, variable: str, value: str, accepts: str, *, message: str = "") -> None:
         shown = value if len(value) <= 40 else value[:37] + "..."
-        super().__init__(f"{variable}={shown!r} is invalid: {variable} accepts {accepts}")
+        super().__init__(
+            message or f"{variable}={shown!r} is invalid: {variable} accepts {accepts}"
+        )
         self.variable = variable
 
 
@@ -61,6 +63,11 @@ class FeedMode(enum.StrEnum):
     POLL = "poll"
 
 
+class AuthMode(enum.StrEnum):
+    JWT = "jwt"
+    OFF = "off"
+
+
 class LogFormat(enum.StrEnum):
     TEXT = "text"
     JSON = "json"
@@ -68,6 +75,7 @@ class LogFormat(enum.StrEnum):
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _DB_NAME = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
 _AGENT_SPEC = re.compile(r"^[a-z][a-z0-9_-]{0,63}=[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -107,6 +115,12 @@ class Settings:
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.TEXT
     migrate_on_startup: bool = True
+    auth_mode: AuthMode = AuthMode.JWT
+    auth_jwt_secret: Secret | None = None
+    auth_jwt_public_key: str | None = None
+    auth_jwt_issuer: str | None = None
+    auth_jwt_audience: str | None = None
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -120,6 +134,31 @@ class Settings:
             values[name] = parse(variable, raw.strip())
         return cls(**values)
 
+    def check_auth(self) -> None:
+        """The API's own check: AUTH_MODE=jwt needs exactly one key (SettingsError otherwise).
+
+        Workers and `app migrate` never verify a token, so only the API entry points call it.
+        """
+        if self.auth_mode is AuthMode.OFF:
+            return
+        if self.auth_jwt_secret is None and self.auth_jwt_public_key is None:
+            raise SettingsError(
+                "AUTH_JWT_SECRET",
+                "",
+                "",
+                message="AUTH_MODE=jwt needs AUTH_JWT_SECRET (HS256, at least 32 bytes) or"
+                " AUTH_JWT_PUBLIC_KEY (PEM; RS256 or ES256); or set AUTH_MODE=off to serve"
+                " everyone without tokens",
+            )
+        if self.auth_jwt_secret is not None and self.auth_jwt_public_key is not None:
+            raise SettingsError(
+                "AUTH_JWT_PUBLIC_KEY",
+                "",
+                "",
+                message="set either AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY, not both: the"
+                " accepted algorithm follows from the one key",
+            )
+
     def describe(self) -> dict[str, object]:
         """Every setting, secrets redacted: for start-up logs and `app stats`."""
         shown: dict[str, object] = {}
@@ -129,6 +168,8 @@ class Settings:
                 value = redact_url(value.get()) if value is not None else "embedded"
             elif isinstance(value, Secret):
                 value = "**********"
+            elif field.name == "auth_jwt_public_key" and value is not None:
+                value = "PEM public key"
             shown[field.name] = value
         return shown
 
@@ -212,6 +253,36 @@ def _secret(variable: str, raw: str) -> Secret:
     return Secret(raw)
 
 
+def _jwt_secret(variable: str, raw: str) -> Secret:
+    if len(raw.encode()) < 32:
+        raise SettingsError(variable, "**********", "a secret of at least 32 bytes (HS256)")
+    return Secret(raw)
+
+
+def _public_key(variable: str, raw: str) -> str:
+    from app.auth.keys import KeyProblem, algorithm_of
+
+    pem = raw.replace("\\n", "\n")
+    try:
+        algorithm_of(pem)
+    except KeyProblem as exc:
+        raise SettingsError(variable, "PEM", f"a PEM public key: {exc}") from None
+    return pem
+
+
+def _origins(variable: str, raw: str) -> tuple[str, ...]:
+    origins = tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+    for origin in origins:
+        parts = urlsplit(origin) if _ORIGIN.match(origin) else None
+        if parts is None or parts.path or parts.query:
+            raise SettingsError(
+                variable,
+                raw,
+                "comma-separated origins like https://app.example.com (never *)",
+            )
+    return origins
+
+
 def _agents(variable: str, raw: str) -> tuple[str, ...]:
     specs = tuple(part.strip() for part in raw.split(",") if part.strip())
     for spec in specs:
@@ -257,6 +328,12 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "log_level": ("LOG_LEVEL", _log_level),
     "log_format": ("LOG_FORMAT", _choice(LogFormat)),
     "migrate_on_startup": ("MIGRATE_ON_STARTUP", _bool),
+    "auth_mode": ("AUTH_MODE", _choice(AuthMode)),
+    "auth_jwt_secret": ("AUTH_JWT_SECRET", _jwt_secret),
+    "auth_jwt_public_key": ("AUTH_JWT_PUBLIC_KEY", _public_key),
+    "auth_jwt_issuer": ("AUTH_JWT_ISSUER", _text),
+    "auth_jwt_audience": ("AUTH_JWT_AUDIENCE", _text),
+    "cors_origins": ("CORS_ORIGINS", _origins),
 }
 
 ENVIRONMENT_VARIABLES: tuple[str, ...] = tuple(variable for variable, _ in _PARSERS.values())

@@ -46,10 +46,18 @@ class Start:
 class EventStream:
     """The ASGI response for GET /v1/sessions/{id}/stream."""
 
-    def __init__(self, services: Services, session_id: str, start: Start) -> None:
+    def __init__(
+        self,
+        services: Services,
+        session_id: str,
+        start: Start,
+        *,
+        expires_at: float | None = None,
+    ) -> None:
         self._svc = services
         self._session_id = session_id
         self._start = start
+        self._expires_at = expires_at  # the token's exp (epoch seconds): the stream ends there
         self._position = start.position
         self._pending: dict[int, bytes | None] = {}
         self._gap_since: float | None = None
@@ -118,9 +126,10 @@ class EventStream:
         await self._live(subscription, send)
 
     async def _live(self, subscription: Subscription, send: Send) -> None:
-        """Live events from the hub until the client leaves, the time limit, or shutdown."""
+        """Live events from the hub until the client leaves, the time limit, the token's expiry,
+        or shutdown."""
         settings = self._svc.settings
-        deadline = None if settings.sse_timeout == 0 else time.monotonic() + settings.sse_timeout
+        deadline, ending = self._deadline()
         last_write = time.monotonic()
         while True:
             if self._svc.hub.closing.is_set():
@@ -133,7 +142,7 @@ class EventStream:
                 last_write = time.monotonic()
             now = time.monotonic()
             if deadline is not None and now >= deadline:
-                return await self._finish(send, "timeout")
+                return await self._finish(send, ending)
             if self._gap_since is not None and now - self._gap_since >= settings.sse_gap_timeout:
                 await self._fill_gap()
                 continue
@@ -148,6 +157,17 @@ class EventStream:
             await subscription.wait(max(wait, 0.0))
             if self._disconnected.is_set():
                 raise _Disconnected
+
+    def _deadline(self) -> tuple[float | None, str]:
+        """When the stream ends by itself (monotonic clock), and the reason it gives then."""
+        now = time.monotonic()
+        timeout = self._svc.settings.sse_timeout
+        deadline = None if timeout == 0 else now + timeout
+        if self._expires_at is not None:
+            expiry = now + (self._expires_at - time.time())
+            if deadline is None or expiry <= deadline:
+                return expiry, "token_expired"
+        return deadline, "timeout"
 
     async def _catch_up(self, subscription: Subscription, send: Send) -> None:
         """Replay stored events; repeat while live items were dropped (buffer overflow)."""

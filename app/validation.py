@@ -13,8 +13,11 @@ from app.errors import BadRequest
 ID_MAX = 128
 TYPE_MAX = 64
 ID_PATTERN = rf"^[A-Za-z0-9._:-]{{1,{ID_MAX}}}$"
+# Lookups also reach the ids the service derives for runs ("<run_id>~<step>", app.store.runs).
+LOOKUP_ID_PATTERN = rf"^[A-Za-z0-9._:~-]{{1,{ID_MAX}}}$"
 TYPE_PATTERN = rf"^[A-Za-z0-9._:-]{{1,{TYPE_MAX}}}$"
 _ID = re.compile(ID_PATTERN)
+_LOOKUP_ID = re.compile(LOOKUP_ID_PATTERN)
 _TYPE = re.compile(TYPE_PATTERN)
 MAX_DEPTH = 32
 
@@ -25,6 +28,13 @@ def identifier(value: object, field: str) -> str:
         raise BadRequest(f"{field} must be a string, got {_kind(value)}")
     if not _ID.fullmatch(value):  # fullmatch: '$' alone lets a final newline in
         raise BadRequest(f"{field} must be 1-128 characters from [A-Za-z0-9._:-]")
+    return value
+
+
+def lookup_event_id(value: str) -> str:
+    """An event id to look up: a client id, or one the service derived from a run id."""
+    if not _LOOKUP_ID.fullmatch(value):
+        raise BadRequest("event_id must be 1-128 characters from [A-Za-z0-9._:~-]")
     return value
 
 

@@ -100,6 +100,7 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     env.setdefault("LOG_LEVEL", "WARNING")
+    env.setdefault("AUTH_MODE", "off")  # the benchmarks measure streaming, not token checks
     env.update(extra or {})
     return env
 

@@ -22,9 +22,10 @@ import orjson
 import uvloop
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from app.application import create_app
+from app.auth.policy import Access, Scope, SessionRule
+from app.auth.routes import ProtectedRoute
 from app.feeds.base import Feed, Publisher
 from app.logs import configure_logging
 from app.server import build_server
@@ -72,7 +73,9 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
         }
         return Response(orjson.dumps(body), media_type="application/json")
 
-    app.router.routes.append(Route("/bench-stats", stats))
+    # Behind access control like every route: AUTH_MODE=off (bench.procs) grants it.
+    admin = Access(Scope.ADMIN, SessionRule.NONE)
+    app.router.routes.append(ProtectedRoute("/bench-stats", stats, methods=["GET"], access=admin))
     server = build_server(app, settings, port=0)
     task = asyncio.create_task(server.serve())
     ready = asyncio.create_task(server.ready.wait())

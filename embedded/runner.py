@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from types import FrameType
 
-from app.settings import Settings, redact_url
+from app.settings import AuthMode, Settings, redact_url
 from embedded.redis import start_redis, stop
 from embedded.supervise import Supervisor
 
@@ -105,6 +105,7 @@ def run_dev(settings: Settings) -> int:
             if migrated.returncode != 0:
                 return migrated.returncode
             env["MIGRATE_ON_STARTUP"] = "false"
+            _choose_auth(settings, env)
             supervisor.start("api", lambda: spawn(["-m", "app", "serve"], env))
             supervisor.start("worker", lambda: spawn(["-m", "worker"], env))
             logger.info(
@@ -119,6 +120,23 @@ def run_dev(settings: Settings) -> int:
         for name, process in reversed(children):
             logger.info("stopping %s (pid %d)", name, process.pid)
             stop(process, timeout=settings.shutdown_grace + 5)
+
+
+def _choose_auth(settings: Settings, env: dict[str, str]) -> None:
+    """The dev run checks tokens only when a key is given; it says which way it went."""
+    keyed = settings.auth_jwt_secret is not None or settings.auth_jwt_public_key is not None
+    if settings.auth_mode is AuthMode.OFF or not keyed:
+        env["AUTH_MODE"] = "off"
+        logger.warning(
+            "auth is off: every client reads and writes every session (set AUTH_JWT_SECRET,"
+            " at least 32 bytes, to require tokens)"
+        )
+        return
+    env["AUTH_MODE"] = "jwt"
+    logger.info(
+        "auth is on (AUTH_MODE=jwt): send a token, e.g. from"
+        ' ./dev app token --sub me --scope "events:read events:write runs:write" --sessions "*"'
+    )
 
 
 def _wait(children: list[tuple[str, subprocess.Popen[bytes]]], supervisor: Supervisor) -> int:

@@ -15,7 +15,7 @@ import pytest
 
 from app.migrations import migrate
 from app.mongo import Collections, connect
-from app.settings import FeedMode, Secret, Settings
+from app.settings import AuthMode, FeedMode, Secret, Settings
 from support.browser import browser  # noqa: F401  (the `browser` fixture)
 from support.servers import MongoSource, RunningAPI, mongo_source, redis_source, running_api
 
@@ -39,7 +39,9 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture
 def settings(mongo_url: str, redis_url: str) -> Settings:
+    """Auth is off here: tests of access control (tests/auth) turn it on with a key."""
     return Settings(
+        auth_mode=AuthMode.OFF,
         mongo_url=Secret(mongo_url),
         redis_url=Secret(redis_url),
         mongo_db=f"test_{uuid.uuid4().hex[:12]}",

@@ -3,7 +3,8 @@
 Lifecycle: `run.queued` (written by the enqueuer; by the job when a plain-arq enqueuer left no
 record), `run.started` (once per attempt, with its number), the agent's events, then one of
 `run.completed`, `run.failed`, `run.cancelled` or `run.timed_out`. The record moves first (a
-guarded findOneAndUpdate), then the terminal event is written with the fixed id "<run_id>.end",
+guarded findOneAndUpdate), then the terminal event is written with the fixed id "<run_id>~end"
+(app.store.runs.run_event_id),
 so a crash between the two is repaired by the retry and a run never shows two endings.
 
 Cancellation reaches the job as CancelledError from arq: an abort (POST /cancel), the time
@@ -34,7 +35,7 @@ from app.mongo import Collections, Document, connect
 from app.settings import Settings
 from app.store.events import EventWriter, NewEvent
 from app.store.messages import MessageStore
-from app.store.runs import TERMINAL_EVENT, RunStatus, RunStore, error_info
+from app.store.runs import TERMINAL_EVENT, RunStatus, RunStore, error_info, run_event_id
 from worker.agents import Registry
 from worker.runtime import AgentContext, Emitter
 
@@ -179,7 +180,7 @@ class RunJob:
             skip=skip,
         ) as emitter:
             # One run.started per attempt, numbered by the record (which survives a Redis
-            # restart, unlike arq's try counter): "<run_id>.started", "<run_id>.started.2", ...
+            # restart, unlike arq's try counter): "<run_id>~started", "<run_id>~started.2", ...
             step = "started" if number == 1 else f"started.{number}"
             started = self._event(step, "run.started", self._about(attempt=number))
             try:
@@ -284,7 +285,7 @@ class RunJob:
     async def _repair_end(self, record: Document) -> str:
         """The run ended earlier: make sure its terminal event exists, then stop."""
         self._finalized = True
-        if not await self.stores.runs.has_event(f"{self.run_id}.end"):
+        if not await self.stores.runs.has_event(run_event_id(self.run_id, "end")):
             await self._append_end(record)
         return str(record["status"])
 
@@ -299,7 +300,7 @@ class RunJob:
         return {"run_id": self.run_id, "agent": self.args["agent"], **extra}
 
     def _event(self, step: str, type: str, data: dict[str, Any]) -> NewEvent:
-        return NewEvent(type, data, self.trace_id, f"{self.run_id}.{step}")
+        return NewEvent(type, data, self.trace_id, run_event_id(self.run_id, step))
 
     async def _append(self, step: str, type: str, data: dict[str, Any]) -> None:
         await self.stores.writer.append(self.session_id, [self._event(step, type, data)])

@@ -21,7 +21,7 @@ claim, and the live owners' heartbeats restore theirs within one interval.
 
 Ending is the same two steps as a worker's: the record moves first (guarded on the status
 and attempt that were seen, so a worker that took the run meanwhile keeps it), then the one
-terminal event with the fixed id "<run_id>.end".
+terminal event with the fixed id "<run_id>~end" (app.store.runs.run_event_id).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from app.jobs import QUEUE_NAME
 from app.metrics import WorkerMetrics
 from app.mongo import Document
 from app.store.events import Clock, EventWriter, NewEvent, utc_now
-from app.store.runs import TERMINAL_EVENT, RunStatus, RunStore
+from app.store.runs import TERMINAL_EVENT, RunStatus, RunStore, run_event_id
 from worker.jobs import WorkerState
 
 logger = logging.getLogger(__name__)
@@ -173,7 +173,9 @@ class Reconciler:
         data: dict[str, Any] = {"run_id": run_id, "status": status.value}
         if error is not None:
             data["error"] = error
-        event = NewEvent(TERMINAL_EVENT[status], data, ended.get("trace_id"), f"{run_id}.end")
+        event = NewEvent(
+            TERMINAL_EVENT[status], data, ended.get("trace_id"), run_event_id(run_id, "end")
+        )
         await self._writer.append(ended["session_id"], [event])
         logger.warning(
             "run %s (session %s): no live worker owned it; ended %s",

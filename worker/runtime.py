@@ -20,7 +20,14 @@ import orjson
 
 from app.errors import APIError, PayloadTooLarge
 from app.store.codec import event_json
-from app.store.events import MAX_BATCH, EventWriter, NewEvent, utc_now
+from app.store.events import (
+    MAX_BATCH,
+    RESERVED_TYPE_PREFIXES,
+    EventWriter,
+    NewEvent,
+    utc_now,
+)
+from app.store.runs import run_event_id
 from app.validation import event_type, json_object, optional_identifier
 
 if TYPE_CHECKING:
@@ -265,8 +272,8 @@ class AgentContext:
             checked_data = json_object({} if data is None else data, "event data")
         except APIError as exc:
             raise ValueError(exc.message) from None
-        if checked_type.startswith("run."):
-            raise ValueError("event types run.* are reserved for the run's lifecycle")
+        if checked_type.startswith(RESERVED_TYPE_PREFIXES):
+            raise ValueError("event types run.* and stream.* are reserved for the service")
         return await self._emit(checked_type, checked_data)
 
     async def message(self, role: str, content: str, *, parent_id: str | None = None) -> str:
@@ -307,7 +314,7 @@ class AgentContext:
 
     async def _emit(self, type: str, data: dict[str, Any]) -> str:
         self._steps += 1
-        event = NewEvent(type, data, self.trace_id, f"{self.run_id}.{self._steps}")
+        event = NewEvent(type, data, self.trace_id, run_event_id(self.run_id, self._steps))
         self._check_size(event)
         await self._emitter.emit(event)
         assert event.event_id is not None

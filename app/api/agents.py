@@ -6,8 +6,9 @@ import logging
 from typing import TYPE_CHECKING
 
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
+from app.auth.policy import Access, Scope, SessionRule
+from app.auth.routes import ProtectedRoute
 from app.services import services
 from worker.agents import AgentLoadError, Registry
 
@@ -40,5 +41,10 @@ async def list_agents(request: Request) -> Response:
 
 
 routes = [
-    Route("/v1/agents", list_agents, methods=["GET"]),
+    ProtectedRoute(
+        "/v1/agents",
+        list_agents,
+        methods=["GET"],
+        access=Access(Scope.EVENTS_READ, SessionRule.NONE),
+    ),
 ]

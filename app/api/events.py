@@ -6,15 +6,17 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from app.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
+from app.auth.middleware import check_found, principal_of, visible_sessions
+from app.auth.policy import Access, Scope, SessionRule
+from app.auth.routes import ProtectedRoute
+from app.errors import BadRequest, NotFound, PayloadTooLarge, ReservedType, UnsupportedMediaType
 from app.services import Services, services
 from app.store import tokens
 from app.store.codec import event_view
-from app.store.events import MAX_BATCH, NewEvent
+from app.store.events import MAX_BATCH, RESERVED_TYPE_PREFIXES, NewEvent
 from app.stream import EventStream, Start
-from app.validation import bounded_int, format_timestamp, identifier, timestamp
+from app.validation import bounded_int, format_timestamp, identifier, lookup_event_id, timestamp
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -26,10 +28,14 @@ TRACE_PAGE_DEFAULT = 1000
 
 
 async def read_json(request: Request, max_bytes: int) -> Any:
-    """The request body as JSON: 415 unless JSON, 413 over `max_bytes`, 400 when malformed."""
-    content_type = request.headers.get("content-type", "application/json")
-    if content_type.split(";")[0].strip().lower() not in ("application/json", ""):
-        raise UnsupportedMediaType("the body must be application/json")
+    """The request body as JSON: 415 unless JSON, 413 over `max_bytes`, 400 when malformed.
+
+    The Content-Type must say JSON: a missing or empty one is refused, so a page on another
+    site cannot write with a request that needs no CORS preflight.
+    """
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise UnsupportedMediaType("the body must be sent with Content-Type: application/json")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -57,6 +63,11 @@ async def append_events(request: Request) -> Response:
         events = [NewEvent.parse(item, where=f"events[{i}]") for i, item in enumerate(items)]
     else:
         events = [NewEvent.parse(body)]
+    for event in events:
+        if event.type.startswith(RESERVED_TYPE_PREFIXES):
+            raise ReservedType(
+                f"event type {event.type} is reserved: run.* and stream.* belong to the service"
+            )
     stored = await svc.writer.append(session_id, events)
     return JSONResponse(
         {
@@ -77,7 +88,8 @@ async def stream_events(request: Request) -> Response:
     svc = services(request)
     session_id = identifier(request.path_params["session_id"], "session_id")
     start = await resolve_start(svc, session_id, request)
-    return EventStream(svc, session_id, start)  # type: ignore[return-value]
+    expires_at = principal_of(request).expires_at
+    return EventStream(svc, session_id, start, expires_at=expires_at)  # type: ignore[return-value]
 
 
 async def resolve_start(svc: Services, session_id: str, request: Request) -> Start:
@@ -142,10 +154,12 @@ async def list_events(request: Request) -> Response:
 
 async def get_event(request: Request) -> Response:
     svc = services(request)
-    event_id = identifier(request.path_params["event_id"], "event_id")
+    event_id = lookup_event_id(request.path_params["event_id"])
+    missing = NotFound(f"no event {event_id}")
     doc = await svc.history.by_event_id(event_id)
     if doc is None:
-        raise NotFound(f"no event {event_id}")
+        raise missing
+    check_found(request, doc["session_id"], missing)
     return JSONResponse(event_view(doc))
 
 
@@ -153,14 +167,33 @@ async def trace_events(request: Request) -> Response:
     svc = services(request)
     trace_id = identifier(request.path_params["trace_id"], "trace_id")
     limit = bounded_int(request.query_params.get("limit"), "limit", 1, PAGE_MAX, TRACE_PAGE_DEFAULT)
-    docs = await svc.history.by_trace(trace_id, limit)
+    docs = await svc.history.by_trace(trace_id, limit, visible_sessions(request))
     return JSONResponse({"events": [event_view(doc) for doc in docs if not doc.get("void")]})
 
 
+_READ = Access(Scope.EVENTS_READ)
+
 routes = [
-    Route("/v1/sessions/{session_id}/stream", stream_events, methods=["GET"]),
-    Route("/v1/sessions/{session_id}/events", append_events, methods=["POST"]),
-    Route("/v1/sessions/{session_id}/events", list_events, methods=["GET"]),
-    Route("/v1/events/{event_id}", get_event, methods=["GET"]),
-    Route("/v1/traces/{trace_id}/events", trace_events, methods=["GET"]),
+    ProtectedRoute(
+        "/v1/sessions/{session_id}/stream", stream_events, methods=["GET"], access=_READ
+    ),
+    ProtectedRoute(
+        "/v1/sessions/{session_id}/events",
+        append_events,
+        methods=["POST"],
+        access=Access(Scope.EVENTS_WRITE),
+    ),
+    ProtectedRoute("/v1/sessions/{session_id}/events", list_events, methods=["GET"], access=_READ),
+    ProtectedRoute(
+        "/v1/events/{event_id}",
+        get_event,
+        methods=["GET"],
+        access=Access(Scope.EVENTS_READ, SessionRule.LOOKUP),
+    ),
+    ProtectedRoute(
+        "/v1/traces/{trace_id}/events",
+        trace_events,
+        methods=["GET"],
+        access=Access(Scope.EVENTS_READ, SessionRule.FILTER),
+    ),
 ]

@@ -30,7 +30,11 @@ async def readyz(request: Request) -> Response:
     results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
     results["feed"] = {"ok": svc.feed.running, "mode": svc.feed.mode}
     ready = all(result["ok"] for result in results.values())
-    body = {"status": "ready" if ready else "unavailable", "checks": results}
+    body = {
+        "status": "ready" if ready else "unavailable",
+        "auth": svc.settings.auth_mode.value,
+        "checks": results,
+    }
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

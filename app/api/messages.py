@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
+from app.auth.policy import Access, Scope
+from app.auth.routes import ProtectedRoute
 from app.services import services
 from app.store.codec import message_view
 from app.store.messages import MAX_LIST, MessageStore
@@ -25,5 +26,10 @@ async def list_messages(request: Request) -> Response:
 
 
 routes = [
-    Route("/v1/sessions/{session_id}/messages", list_messages, methods=["GET"]),
+    ProtectedRoute(
+        "/v1/sessions/{session_id}/messages",
+        list_messages,
+        methods=["GET"],
+        access=Access(Scope.EVENTS_READ),
+    ),
 ]

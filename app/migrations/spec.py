@@ -7,7 +7,7 @@ import dataclasses
 from app.settings import Settings
 
 DAY = 86_400
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -96,5 +96,11 @@ def index_specs(settings: Settings) -> tuple[IndexSpec, ...]:
             (("updated_at", 1),),
             ttl_seconds=events_ttl + DAY,
             purpose="a session's position counter outlives its last event by one day",
+        ),
+        IndexSpec(
+            "sessions",
+            "recent",
+            (("updated_at", -1), ("_id", -1)),
+            purpose="GET /v1/sessions: covered sessions, newest write first, by cursor",
         ),
     )

@@ -13,6 +13,7 @@ from app.openapi.responses import AUTH_CODES, errors, json_response
 from app.openapi.schemas import Schema, identifier, ref, token
 from app.openapi.service import service_paths
 from app.store.messages import MAX_LIST
+from app.validation import LOOKUP_ID_PATTERN
 
 type Operation = dict[str, Any]
 
@@ -244,7 +245,19 @@ def _get_event(security: list[dict[str, list[str]]]) -> Operation:
         "tags": ["events"],
         "summary": "One event by its event_id",
         "security": security,
-        "parameters": [_path("event_id", "Event id")],
+        "parameters": [
+            {
+                "name": "event_id",
+                "in": "path",
+                "required": True,
+                "schema": {
+                    **identifier("Event id"),
+                    "pattern": LOOKUP_ID_PATTERN,
+                    "description": "Event id: a client's (1-128 of [A-Za-z0-9._:-]) or one the"
+                    " service derives from a run (`<run_id>~<step>`).",
+                },
+            }
+        ],
         "responses": {
             "200": json_response("The event.", ref("Event")),
             **_read_errors("not_found"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.jobs import RUN_ID_MAX
-from app.store.events import MAX_BATCH
+from app.store.events import MAX_BATCH, RESERVED_TYPE_PREFIXES
 from app.store.runs import RunStatus
 from app.store.tokens import TOKEN_PATTERN
 from app.stream import HISTORY_LOST, RECONNECT
@@ -18,7 +18,7 @@ from app.validation import ID_MAX, ID_PATTERN, MAX_DEPTH, TYPE_MAX, TYPE_PATTERN
 
 type Schema = dict[str, Any]
 
-RESERVED_TYPE_PREFIXES = ("run.", "stream.")
+
 RECONNECT_REASONS = ("timeout", "slow_consumer", "shutdown", "unavailable", "token_expired")
 TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$"
 

@@ -42,6 +42,10 @@ def utc_now() -> datetime.datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
+# Event types that only the service writes: run lifecycle and the stream's own control events.
+RESERVED_TYPE_PREFIXES = ("run.", "stream.")
+
+
 def void_event_id(session_id: str, seq: int) -> str:
     # '#' and '/' never appear in client ids, so a void can never take a real event's id.
     return f"#void/{session_id}/{seq}"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from app.store.codec import Document
 
 if TYPE_CHECKING:
+    from app.auth.policy import Patterns
     from app.mongo import Collections
 
 _NO_ID = {"_id": 0}
@@ -127,11 +128,19 @@ class History:
         self._observe("event", started)
         return doc
 
-    async def by_trace(self, trace_id: str, limit: int) -> list[Document]:
-        """Events of a trace, oldest first (index trace_id)."""
+    async def by_trace(
+        self, trace_id: str, limit: int, sessions: Patterns | None = None
+    ) -> list[Document]:
+        """Events of a trace in `sessions` (default: every session), oldest first (index
+        trace_id). The session condition is part of the query, not a filter afterwards."""
+        if sessions is not None and sessions.empty:
+            return []
+        query: Document = {"trace_id": trace_id}
+        if sessions is not None:
+            query.update(sessions.query("session_id"))
         started = time.perf_counter()
         cursor = (
-            self._events.find({"trace_id": trace_id}, _NO_ID)
+            self._events.find(query, _NO_ID)
             .sort([("timestamp", 1), ("session_id", 1), ("seq", 1)])
             .hint("trace_id")
         )

@@ -21,6 +21,13 @@ if TYPE_CHECKING:
     from app.mongo import Collections
 
 _NO_ID = {"_id": 0}
+# Events a run writes have ids "<run_id>~<step>" (queued, started, end, 1, 2, ...). Client ids
+# never hold "~" (app.validation.identifier), so no client can take one of these ids first.
+RUN_EVENT_SEPARATOR = "~"
+
+
+def run_event_id(run_id: str, step: str | int) -> str:
+    return f"{run_id}{RUN_EVENT_SEPARATOR}{step}"
 
 
 class RunStatus(enum.StrEnum):
@@ -77,14 +84,24 @@ class RunStore:
         self._clock = clock
 
     async def ensure(
-        self, run_id: str, session_id: str, agent: str, trace_id: str | None
+        self,
+        run_id: str,
+        session_id: str,
+        agent: str,
+        trace_id: str | None,
+        *,
+        sub: str | None = None,
     ) -> tuple[Document, bool]:
-        """The run's record, created as `queued` when missing; True when this call created it."""
+        """The run's record, created as `queued` when missing; True when this call created it.
+
+        `sub` is the token subject of the caller who started it over HTTP (None otherwise).
+        """
         fields: Document = {
             "run_id": run_id,
             "session_id": session_id,
             "agent": agent,
             "trace_id": trace_id,
+            "sub": sub,
             "status": RunStatus.QUEUED.value,
             "created_at": self._clock(),
             "attempts": 0,
@@ -201,9 +218,11 @@ class RunStore:
         return await self._events.find_one({"event_id": event_id}, {"_id": 1}) is not None
 
     async def event_ids(self, session_id: str, run_id: str) -> set[str]:
-        """Ids of the events a run has written ("<run_id>.<step>"), by range on index event_id."""
+        """Ids of the events a run has written ("<run_id>~<step>"), by range on index event_id."""
+        low = run_id + RUN_EVENT_SEPARATOR
+        high = run_id + chr(ord(RUN_EVENT_SEPARATOR) + 1)
         cursor = self._events.find(
-            {"session_id": session_id, "event_id": {"$gte": f"{run_id}.", "$lt": f"{run_id}/"}},
+            {"session_id": session_id, "event_id": {"$gte": low, "$lt": high}},
             {"_id": 0, "event_id": 1},
         )
         return {doc["event_id"] async for doc in cursor}

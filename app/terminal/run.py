@@ -12,6 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 from agentstream_client import HISTORY_LOST, RUN_ENDS, APIError, Event, Unreachable
+from app.store.runs import run_event_id
 from app.terminal import client_of
 from app.terminal.render import Palette, use_colour
 
@@ -93,7 +94,7 @@ async def follow(args: argparse.Namespace, payload: dict[str, Any], out: TextIO)
 
 async def _until_end(client: Client, session: str, follower: RunFollower) -> None:
     # The run's events all follow its run.queued event, which exists once the run is accepted.
-    queued = await client.get_event(f"{follower.run_id}.queued")
+    queued = await client.get_event(run_event_id(follower.run_id, "queued"))
     async with client.stream(session, last_event_id=queued["id"]) as events:
         async for event in events:
             if follower.event(event):

@@ -1,6 +1,7 @@
 import httpx
-from starlette.routing import Route
 
+from app.auth.policy import Access, Scope, SessionRule
+from app.auth.routes import ProtectedRoute
 from support.servers import RunningAPI
 
 
@@ -35,7 +36,8 @@ async def test_a_500_never_leaks_a_stack_trace(api: RunningAPI) -> None:
         raise RuntimeError("secret internals at /srv/app.py line 3")
 
     app = api.server.config.app
-    app.router.routes.append(Route("/broken", broken))
+    everyone = Access(Scope.EVENTS_READ, SessionRule.NONE)  # AUTH_MODE=off here
+    app.router.routes.append(ProtectedRoute("/broken", broken, methods=["GET"], access=everyone))
     async with httpx.AsyncClient(base_url=api.url) as client:
         response = await client.get("/broken")
     assert response.status_code == 500

@@ -143,6 +143,7 @@ def test_json_logs_carry_the_session_id(settings: Settings) -> None:
         PORT=str(port),
         LOG_FORMAT="json",
         LOG_LEVEL="DEBUG",
+        AUTH_MODE="off",
     )
     server = subprocess.Popen(
         [sys.executable, "-m", "app", "serve"], env=env, stderr=subprocess.PIPE, text=True

@@ -3,6 +3,7 @@ restarted, everything stopped cleanly."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -37,7 +38,8 @@ def child_running(parent: int, module: str) -> int:
 
 def test_the_embedded_run_serves_and_stops_everything_on_sigterm() -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("MONGO_URL", "REDIS_URL")}
+    drop = ("MONGO_URL", "REDIS_URL", "AUTH_MODE", "AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(PORT=str(port), LOG_LEVEL="INFO")
     runner = subprocess.Popen(
         [sys.executable, "-m", "app", "dev"],
@@ -58,6 +60,7 @@ def test_the_embedded_run_serves_and_stops_everything_on_sigterm() -> None:
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"]["feed"]["mode"] == "change_stream"
+        assert ready.json()["auth"] == "off"  # no key given: the dev run serves without tokens
 
         # A worker that dies is started again, like compose's restart: unless-stopped.
         worker = child_running(runner.pid, "worker")
@@ -81,3 +84,21 @@ def test_the_embedded_run_serves_and_stops_everything_on_sigterm() -> None:
     assert not group_alive(pgid), "a process the run started is still alive"
     assert "embedded MongoDB-protocol server (development only): mongodb://127.0.0.1:" in log
     assert "embedded Redis: redis://127.0.0.1:" in log
+    assert "auth is off: every client reads and writes every session" in log
+
+
+def test_the_embedded_run_checks_tokens_only_when_a_key_is_given(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from app.settings import AuthMode, Secret, Settings
+    from embedded.runner import _choose_auth
+
+    caplog.set_level(logging.INFO, logger="embedded.runner")
+    env: dict[str, str] = {}
+    _choose_auth(Settings(), env)
+    assert env["AUTH_MODE"] == "off"
+    _choose_auth(Settings(auth_jwt_secret=Secret("k" * 32)), env)
+    assert env["AUTH_MODE"] == "jwt"
+    assert "auth is on (AUTH_MODE=jwt)" in caplog.text
+    _choose_auth(Settings(auth_mode=AuthMode.OFF, auth_jwt_secret=Secret("k" * 32)), env)
+    assert env["AUTH_MODE"] == "off"

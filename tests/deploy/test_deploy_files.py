@@ -871,3 +871,24 @@ def test_operator_notes_cover_scaling_and_monitoring() -> None:
         "--profile monitoring",
     ):
         assert fragment in notes
+
+
+# --------------------------------------------------------------------------- access control
+
+
+def test_compose_requires_a_signing_secret_for_the_api() -> None:
+    env = environment_of(service("api"))
+    assert env["AUTH_MODE"] == "jwt"
+    assert str(env["AUTH_JWT_SECRET"]).startswith("${AUTH_JWT_SECRET:?"), env["AUTH_JWT_SECRET"]
+    for name in ("migrate", "worker"):  # they verify no token and need no key
+        assert "AUTH_JWT_SECRET" not in environment_of(service(name))
+
+
+def test_nginx_logs_never_hold_a_query_string() -> None:
+    formats = [d for d in walk(nginx_conf()) if d.name == "log_format"]
+    assert formats
+    for directive in formats:
+        text = " ".join(directive.args)
+        for variable in ("$request ", '$request"', "$request_uri", "$args", "$query_string"):
+            assert variable not in text, (directive.args[0], variable)
+        assert "$arg_" not in text

@@ -17,7 +17,7 @@ from app.openapi.responses import CODES
 from app.settings import Secret, Settings
 from app.store import tokens
 from app.validation import bounded_int, identifier
-from support.contract import PENDING_MERGE
+from support.contract import FUZZ_SECRET, PENDING_MERGE
 from support.servers import RunningAPI
 
 
@@ -39,7 +39,11 @@ def routed(settings: Settings) -> set[tuple[str, str]]:
 @pytest.fixture
 def offline_settings() -> Settings:
     """Settings for building the app without starting it (no connection is made)."""
-    return Settings(mongo_url=Secret("mongodb://127.0.0.1:1"), redis_url=Secret("redis://x:1"))
+    return Settings(
+        mongo_url=Secret("mongodb://127.0.0.1:1"),
+        redis_url=Secret("redis://x:1"),
+        auth_jwt_secret=Secret(FUZZ_SECRET),
+    )
 
 
 @pytest.mark.parametrize("auth_required", [True, False], ids=["jwt", "off"])

@@ -11,11 +11,7 @@ from app.settings import ENVIRONMENT_VARIABLES
 # Contract routes (DESIGN.md) that /openapi.json documents but that branches not merged yet
 # add. The coordinator empties this set as they land; anything else documented without a
 # route, or routed without documentation, fails tests/openapi/test_document.py.
-PENDING_MERGE: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("GET", "/v1/sessions"),  # access control (issue 9): sessions the token covers
-    }
-)
+PENDING_MERGE: frozenset[tuple[str, str]] = frozenset({})
 
 FUZZ_SECRET = "fuzz-secret-of-at-least-thirty-two-bytes"
 

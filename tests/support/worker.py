@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from app.jobs import QUEUE_NAME
 from app.mongo import Collections, Document
 from app.settings import Settings
+from app.store.runs import run_event_id
 from support.waits import eventually, eventually_async
 from worker.settings import close_worker, create_worker
 
@@ -147,7 +148,9 @@ async def wait_status(
             return False
         if record["status"] in ("queued", "running"):
             return True
-        return await collections.events.find_one({"event_id": f"{run_id}.end"}) is not None
+        return (
+            await collections.events.find_one({"event_id": run_event_id(run_id, "end")}) is not None
+        )
 
     await eventually_async(reached, timeout, f"run {run_id} to be {statuses}", interval=0.02)
     assert record is not None

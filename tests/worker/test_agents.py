@@ -241,7 +241,7 @@ async def test_a_backend_error_is_retried_with_backoff(
         ]
         started = [e for e in events if e["type"] == "run.started"]
         assert [e["data"]["attempt"] for e in started] == [1, 2]
-        assert [e["event_id"] for e in started] == ["r1.started", "r1.started.2"]
+        assert [e["event_id"] for e in started] == ["r1~started", "r1~started.2"]
     else:
         assert record["error"] == {"type": "AutoReconnect", "message": "connection to MongoDB lost"}
         assert types(events) == ["run.queued", "run.started", "attempt", "run.failed"]

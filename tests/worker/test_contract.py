@@ -130,12 +130,12 @@ async def test_app_jobs_helpers_enqueue_once(settings: Settings, collections: Co
     events = await session_events(collections, "s1")
     assert {e["trace_id"] for e in events} == {"trace-1"}
     assert [e["event_id"] for e in events] == [
-        "run-1.queued",
-        "run-1.started",
-        "run-1.1",
-        "run-1.2",
-        "run-1.3",
-        "run-1.end",
+        "run-1~queued",
+        "run-1~started",
+        "run-1~1",
+        "run-1~2",
+        "run-1~3",
+        "run-1~end",
     ]
 
 

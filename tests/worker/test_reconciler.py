@@ -90,7 +90,7 @@ async def test_unowned_runs_end_with_one_terminal_event_each(
     ]:
         events = await session_events(collections, run_id)
         assert types(events)[-1] == kind
-        assert [e["event_id"] for e in events if e["type"] == kind] == [f"{run_id}.end"]
+        assert [e["event_id"] for e in events if e["type"] == kind] == [f"{run_id}~end"]
     lost = await collections.runs.find_one({"run_id": "lost"})
     assert lost is not None
     assert lost["error"]["type"] == "JobLost"

@@ -180,7 +180,7 @@ async def test_the_context_writes_events_and_messages(
     small = dataclasses.replace(settings, event_max_bytes=2048)
     async with Emitter(EventWriter(collections), "s", interval=0, max_events=64) as emitter:
         ctx = context(small, collections, emitter)
-        assert await ctx.emit("tool.call", {"name": "search"}) == "ctx.1"
+        assert await ctx.emit("tool.call", {"name": "search"}) == "ctx~1"
         for bad_type, bad_data in (("run.completed", {}), ("a b", {}), ("x", {"$set": 1})):
             with pytest.raises(ValueError):  # noqa: PT011 - each message is checked below
                 await ctx.emit(bad_type, bad_data)
