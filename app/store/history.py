@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from app.store.codec import Document
+from app.store.tokens import TraceCursor
 
 if TYPE_CHECKING:
     from app.mongo import Collections
@@ -127,11 +128,24 @@ class History:
         self._observe("event", started)
         return doc
 
-    async def by_trace(self, trace_id: str, limit: int) -> list[Document]:
-        """Events of a trace, oldest first (index trace_id)."""
+    async def by_trace(
+        self, trace_id: str, limit: int, after: TraceCursor | None = None
+    ) -> list[Document]:
+        """Events of a trace, oldest first, after `after` (index trace_id).
+
+        The order (timestamp, session_id, seq) is total, so `after` pages without a gap.
+        """
         started = time.perf_counter()
+        query: Document = {"trace_id": trace_id}
+        if after is not None:
+            ts, session_id, seq = after.timestamp, after.session_id, after.seq
+            query["$or"] = [
+                {"timestamp": {"$gt": ts}},
+                {"timestamp": ts, "session_id": {"$gt": session_id}},
+                {"timestamp": ts, "session_id": session_id, "seq": {"$gt": seq}},
+            ]
         cursor = (
-            self._events.find({"trace_id": trace_id}, _NO_ID)
+            self._events.find(query, _NO_ID)
             .sort([("timestamp", 1), ("session_id", 1), ("seq", 1)])
             .hint("trace_id")
         )
