@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 
 from app import errors
 from app.api import events, health, messages, runs
@@ -63,8 +64,8 @@ def create_app(
         exception_handlers={
             errors.APIError: errors.api_error_handler,
             HTTPException: errors.http_error_handler,
-            Exception: errors.internal_error_handler,
         },
+        middleware=[Middleware(errors.InternalErrors)],
         lifespan=lifespan,
     )
     return app

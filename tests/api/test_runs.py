@@ -223,9 +223,7 @@ async def test_a_cancelled_run_closes_the_message_it_was_streaming(
         events += await until_end(stream, timeout=10)
     kinds = [e.event for e in events]
     assert kinds[-2:] == ["message.completed", "run.cancelled"]
-    said = "".join(
-        e.data["data"]["delta"] for e in events if e.event == "message.delta"
-    )
+    said = "".join(e.data["data"]["delta"] for e in events if e.event == "message.delta")
     completed = events[-2].data["data"]
     assert completed == {
         "message_id": f"{run_id}.m1",
