@@ -1,7 +1,11 @@
 """`./dev serve`: the API and a worker, on embedded MongoDB and Redis where none is configured.
 
 Each embedded server runs in its own process, so the emulator's work never blocks the API's
-event loop. Ctrl-C or SIGTERM stops every process this started, newest first.
+event loop, and in its own session, so the terminal's Ctrl-C reaches only the API, the worker
+and this runner: the databases stay up while those two shut down, and stop last. Ctrl-C or
+SIGTERM stops every process this started, newest first; a second one kills them at once.
+While it runs, `.dev-run.json` tells the other commands where the embedded servers are
+(app.devrun).
 """
 
 from __future__ import annotations
@@ -12,12 +16,15 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 
+from app.devrun import remove_state, write_state
 from app.settings import Settings, redact_url
 from embedded.redis import start_redis, stop
 
@@ -39,11 +46,18 @@ def spawn(args: list[str], env: dict[str, str], **options: object) -> subprocess
 
 
 def start_mongo(
-    env: dict[str, str], *, extra_args: Sequence[str] = (), timeout: float = 30.0
+    env: dict[str, str],
+    *,
+    extra_args: Sequence[str] = (),
+    timeout: float = 30.0,
+    own_session: bool = False,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """The embedded MongoDB-protocol server (a replica set with change streams by default)."""
+    """The embedded MongoDB-protocol server (a replica set with change streams by default).
+
+    `own_session`: out of the terminal's process group, so its Ctrl-C does not reach it.
+    """
     args = ["-m", "embedded.mongo", "--port", "0", *extra_args]
-    process = spawn(args, env, stdout=subprocess.PIPE)
+    process = spawn(args, env, stdout=subprocess.PIPE, start_new_session=own_session)
     assert process.stdout is not None
     timer = threading.Timer(timeout, process.kill)
     timer.start()
@@ -64,10 +78,7 @@ class _Stop(Exception):
 
 
 @contextlib.contextmanager
-def _stop_on_signals() -> Iterator[None]:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise _Stop(signal.Signals(signum).name)
-
+def _on_signals(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
@@ -76,43 +87,94 @@ def _stop_on_signals() -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
 def run_dev(settings: Settings) -> int:
-    env = dict(os.environ)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
-        with _stop_on_signals():
+        code = _run(settings, children)
+    finally:
+        remove_state()
+        forced = _stop_all(children, settings.shutdown_grace + 5)
+    return 130 if forced else code
+
+
+def _run(settings: Settings, children: list[tuple[str, subprocess.Popen[bytes]]]) -> int:
+    env = dict(os.environ)
+    embedded: dict[str, str] = {}
+    try:
+        with _on_signals(_stop):
             if settings.mongo_url is None:
-                process, env["MONGO_URL"] = start_mongo(env)
+                process, env["MONGO_URL"] = start_mongo(env, own_session=True)
                 children.append(("mongodb", process))
+                embedded["MONGO_URL"] = env["MONGO_URL"]
                 logger.info(
                     "embedded MongoDB-protocol server (development only): %s", env["MONGO_URL"]
                 )
             if settings.redis_url is None:
-                process, env["REDIS_URL"] = start_redis()
+                process, env["REDIS_URL"] = start_redis(own_session=True)
                 children.append(("redis", process))
+                embedded["REDIS_URL"] = env["REDIS_URL"]
                 logger.info("embedded Redis: %s", env["REDIS_URL"])
             logger.info(
                 "MongoDB %s, Redis %s", redact_url(env["MONGO_URL"]), redact_url(env["REDIS_URL"])
             )
+            if embedded:
+                path = write_state(embedded)
+                logger.info("`./dev app ...` and `./dev worker ...` find them through %s", path)
             migrated = subprocess.run(
                 [sys.executable, "-m", "app", "migrate"], env=env, check=False
             )
             if migrated.returncode != 0:
                 return migrated.returncode
             env["MIGRATE_ON_STARTUP"] = "false"
-            children.append(("api", spawn(["-m", "app", "serve"], env)))
+            api = spawn(["-m", "app", "serve"], env)
+            children.append(("api", api))
             children.append(("worker", spawn(["-m", "worker"], env)))
-            logger.info(
-                "API on http://%s:%d (Ctrl-C stops everything)", settings.host, settings.port
-            )
+            if _listening(api, settings.host, settings.port):
+                logger.info(
+                    "API on http://%s:%d (Ctrl-C stops everything)", settings.host, settings.port
+                )
             return _wait(children)
     except _Stop as stopped:
-        logger.info("%s: stopping", stopped)
+        logger.info("%s: stopping (again to kill everything at once)", stopped)
         return 0
-    finally:
+
+
+def _listening(process: subprocess.Popen[bytes], host: str, port: int) -> bool:
+    """Wait until the API accepts connections (uvicorn binds after its start-up), or exits."""
+    address = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    while process.poll() is None:
+        with contextlib.suppress(OSError), socket.create_connection((address, port), 0.5):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _stop_all(children: list[tuple[str, subprocess.Popen[bytes]]], grace: float) -> bool:
+    """Stop the children newest first (the databases last); a signal meanwhile kills them all.
+
+    Returns True when a signal forced it.
+    """
+    forced = False
+
+    def force(signum: int, frame: FrameType | None) -> None:
+        nonlocal forced
+        if not forced:
+            forced = True
+            logger.warning("%s again: killing everything now", signal.Signals(signum).name)
+        for _, process in children:
+            with contextlib.suppress(OSError):
+                process.kill()
+
+    with _on_signals(force):
         for name, process in reversed(children):
-            logger.info("stopping %s (pid %d)", name, process.pid)
-            stop(process, timeout=settings.shutdown_grace + 5)
+            if process.poll() is None:
+                logger.info("stopping %s (pid %d)", name, process.pid)
+            stop(process, timeout=grace)
+    return forced
 
 
 def _wait(children: list[tuple[str, subprocess.Popen[bytes]]]) -> int:
