@@ -48,7 +48,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.check:
         return asyncio.run(check(settings))
+    if not _agents_load(settings):
+        return 2
     return asyncio.run(serve(settings, burst=args.burst))
+
+
+def _agents_load(settings: Settings) -> bool:
+    """Import every configured agent now, not at its first run; one line per problem."""
+    from worker.agents import Registry
+    from worker.agents.openai import missing_key
+
+    registry = Registry.from_settings(settings)
+    problems = registry.problems()
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return False
+    if "openai" in registry and registry.spec("openai").source == "builtin":
+        warning = missing_key(settings)
+        if warning is not None:
+            logger.warning("%s", warning)
+    return True
 
 
 def _find_dev_run() -> None:
