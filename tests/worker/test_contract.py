@@ -139,7 +139,9 @@ async def test_app_jobs_helpers_enqueue_once(settings: Settings, collections: Co
     ]
 
 
-async def test_a_pickled_job_is_refused(settings: Settings, collections: Collections) -> None:
+async def test_a_pickled_job_is_refused(
+    settings: Settings, collections: Collections, caplog: pytest.LogCaptureFixture
+) -> None:
     import pickle
 
     from arq import create_pool
@@ -162,6 +164,11 @@ async def test_a_pickled_job_is_refused(settings: Settings, collections: Collect
         await redis.aclose()
     assert worker.jobs_failed == 1
     assert await collections.runs.find_one({"run_id": "p1"}) is None
+    about = [r for r in caplog.records if "p1" in r.getMessage()]
+    assert len(about) == 1, [r.getMessage() for r in about]  # one line, no traceback
+    assert about[0].exc_info is None
+    assert about[0].getMessage().startswith("job p1 refused: the job is not JSON (arq's default")
+    assert "job_serializer=orjson.dumps" in about[0].getMessage()
 
 
 def test_docs_name_the_contract() -> None:
