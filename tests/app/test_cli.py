@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import re
 from collections.abc import Iterator
 
 import orjson
@@ -58,16 +59,20 @@ async def test_stats_reports_indexes_counts_and_recent_events(
     writer = EventWriter(collections, clock=lambda: next(times))
     await writer.append("s1", [NewEvent("hello", {})])
     await writer.append("s1", [NewEvent("bye", {})])
+    await writer.void("s1", [3])  # a position closed after a writer died
     assert await run_cli("stats", "--recent", "1") == 0
     captured = capsys.readouterr()
     assert "events.session_seq: (session_id 1, seq 1) unique" in captured.out
-    assert "Events: 2" in captured.out
+    assert "  events: documents=3  size=" in captured.out
+    assert "Events: 2 (the events collection also holds 1 void document: positions" in captured.out
+    assert re.search(r"avg_document=\d+(\.\d)? B", captured.out), captured.out
+    assert not re.search(r"\d\.\d{2,}", captured.out.split("Events:")[0]), captured.out
     assert "s1  2." in captured.out  # the newest event's token
     assert "reading events: indexes, collStats" in captured.err  # progress on stderr
     assert await run_cli("stats", "--json") == 0
     report = orjson.loads(capsys.readouterr().out)
     assert report["event_count"] == 2
-    assert report["collections"]["events"]["count"] == 2
+    assert report["collections"]["events"]["count"] == 3
     assert [e["type"] for e in report["recent_events"]] == ["bye", "hello"]
 
 
