@@ -227,3 +227,14 @@ def test_a_second_ctrl_c_kills_everything_at_once(tmp_path: Path) -> None:
     assert elapsed < 15, run.output
     assert not any(alive(pid) for pid in run.pids().values())
     assert not (tmp_path / ".dev-run.json").exists()
+
+
+def test_dev_without_arguments_lists_every_command() -> None:
+    shown = subprocess.run(
+        [str(PROJECT / "dev")], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert shown.returncode == 2
+    commands = [line.split()[1] for line in shown.stdout.splitlines() if line.startswith("  ./")]
+    assert commands == ["serve", "test", "check", "bench", "app", "worker"]
+    assert "set -euo" not in shown.stdout
+    assert "#" not in shown.stdout
