@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -174,7 +175,9 @@ def test_ctrl_c_stops_quietly_databases_last_and_other_commands_find_the_run(
         # Announced only once the port is bound (uvicorn binds after its start-up).
         assert run.wait_for("Application startup complete") < announced
         assert httpx.get(f"http://127.0.0.1:{run.port}/healthz", timeout=10).status_code == 200
-        assert (tmp_path / ".dev-run.json").exists()
+        state = json.loads((tmp_path / ".dev-run.json").read_text())  # as the README says
+        assert set(state) == {"pid", "MONGO_URL", "REDIS_URL"}
+        assert state["pid"] == run.process.pid
 
         stats = run.command("app", "stats")
         assert stats.returncode == 0, stats.stderr
