@@ -92,6 +92,13 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 def run_dev(settings: Settings) -> int:
+    from worker.agents import Registry
+
+    problems = Registry.from_settings(settings).problems()
+    for problem in problems:  # before anything starts: one line each, as the worker would
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return 2
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
         code = _run(settings, children)

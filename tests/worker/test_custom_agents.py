@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -71,6 +72,19 @@ def test_an_agent_that_cannot_load_stops_the_worker_with_one_line(
     assert refused.stderr.splitlines() == [
         "error: agent 'echo2' (AGENTS) cannot be loaded from worker.agents.echo:nothing:"
         " module 'worker.agents.echo' has no attribute 'nothing'",
+        "error: agent 'shout' (AGENTS) cannot be loaded from myagents:shout:"
+        " No module named 'myagents'",
+    ]
+
+
+def test_dev_serve_with_an_agent_that_cannot_load_stops_before_starting_anything(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGO", "REDIS"))}
+    env["AGENTS"] = "shout=myagents:shout"
+    refused = dev(tmp_path, env, "serve")
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [
         "error: agent 'shout' (AGENTS) cannot be loaded from myagents:shout:"
         " No module named 'myagents'",
     ]
