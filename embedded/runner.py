@@ -87,8 +87,29 @@ def _on_signals(handler: Callable[[int, FrameType | None], None]) -> Iterator[No
             signal.signal(sig, old)
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise _Stop(signal.Signals(signum).name)
+class _Signals:
+    """SIGINT/SIGTERM: the first one stops the run; any later one kills every child at once.
+
+    One handler for the whole run, so a quick second Ctrl-C never finds Python's default
+    handler (a KeyboardInterrupt that would leave the embedded servers behind).
+    """
+
+    def __init__(self, children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+        self.children = children
+        self.stopping = False
+        self.forced = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if not self.stopping:
+            self.stopping = True
+            raise _Stop(name)
+        if not self.forced:
+            self.forced = True
+            logger.warning("%s again: killing everything now", name)
+        for _, process in self.children:
+            with contextlib.suppress(OSError):
+                process.kill()
 
 
 def run_dev(settings: Settings) -> int:
@@ -100,54 +121,47 @@ def run_dev(settings: Settings) -> int:
     if problems:
         return 2
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
-    try:
-        code = _run(settings, children)
-    finally:
-        remove_state()
-        forced = _stop_all(children, settings.shutdown_grace + 5)
-    return 130 if forced else code
+    signals = _Signals(children)
+    code = 0
+    with _on_signals(signals):
+        try:
+            code = _run(settings, children)
+        except _Stop as stopped:
+            logger.info("%s: stopping (again to kill everything at once)", stopped)
+        finally:
+            signals.stopping = True
+            remove_state()
+            _stop_all(children, settings.shutdown_grace + 5)
+    return 130 if signals.forced else code
 
 
 def _run(settings: Settings, children: list[tuple[str, subprocess.Popen[bytes]]]) -> int:
     env = dict(os.environ)
     embedded: dict[str, str] = {}
-    try:
-        with _on_signals(_stop):
-            if settings.mongo_url is None:
-                process, env["MONGO_URL"] = start_mongo(env, own_session=True)
-                children.append(("mongodb", process))
-                embedded["MONGO_URL"] = env["MONGO_URL"]
-                logger.info(
-                    "embedded MongoDB-protocol server (development only): %s", env["MONGO_URL"]
-                )
-            if settings.redis_url is None:
-                process, env["REDIS_URL"] = start_redis(own_session=True)
-                children.append(("redis", process))
-                embedded["REDIS_URL"] = env["REDIS_URL"]
-                logger.info("embedded Redis: %s", env["REDIS_URL"])
-            logger.info(
-                "MongoDB %s, Redis %s", redact_url(env["MONGO_URL"]), redact_url(env["REDIS_URL"])
-            )
-            if embedded:
-                path = write_state(embedded)
-                logger.info("`./dev app ...` and `./dev worker ...` find them through %s", path)
-            migrated = subprocess.run(
-                [sys.executable, "-m", "app", "migrate"], env=env, check=False
-            )
-            if migrated.returncode != 0:
-                return migrated.returncode
-            env["MIGRATE_ON_STARTUP"] = "false"
-            api = spawn(["-m", "app", "serve"], env)
-            children.append(("api", api))
-            children.append(("worker", spawn(["-m", "worker"], env)))
-            if _listening(api, settings.host, settings.port):
-                logger.info(
-                    "API on http://%s:%d (Ctrl-C stops everything)", settings.host, settings.port
-                )
-            return _wait(children)
-    except _Stop as stopped:
-        logger.info("%s: stopping (again to kill everything at once)", stopped)
-        return 0
+    if settings.mongo_url is None:
+        process, env["MONGO_URL"] = start_mongo(env, own_session=True)
+        children.append(("mongodb", process))
+        embedded["MONGO_URL"] = env["MONGO_URL"]
+        logger.info("embedded MongoDB-protocol server (development only): %s", env["MONGO_URL"])
+    if settings.redis_url is None:
+        process, env["REDIS_URL"] = start_redis(own_session=True)
+        children.append(("redis", process))
+        embedded["REDIS_URL"] = env["REDIS_URL"]
+        logger.info("embedded Redis: %s", env["REDIS_URL"])
+    logger.info("MongoDB %s, Redis %s", redact_url(env["MONGO_URL"]), redact_url(env["REDIS_URL"]))
+    if embedded:
+        path = write_state(embedded)
+        logger.info("`./dev app ...` and `./dev worker ...` find them through %s", path)
+    migrated = subprocess.run([sys.executable, "-m", "app", "migrate"], env=env, check=False)
+    if migrated.returncode != 0:
+        return migrated.returncode
+    env["MIGRATE_ON_STARTUP"] = "false"
+    api = spawn(["-m", "app", "serve"], env)
+    children.append(("api", api))
+    children.append(("worker", spawn(["-m", "worker"], env)))
+    if _listening(api, settings.host, settings.port):
+        logger.info("API on http://%s:%d (Ctrl-C stops everything)", settings.host, settings.port)
+    return _wait(children)
 
 
 def _listening(process: subprocess.Popen[bytes], host: str, port: int) -> bool:
@@ -160,28 +174,12 @@ def _listening(process: subprocess.Popen[bytes], host: str, port: int) -> bool:
     return False
 
 
-def _stop_all(children: list[tuple[str, subprocess.Popen[bytes]]], grace: float) -> bool:
-    """Stop the children newest first (the databases last); a signal meanwhile kills them all.
-
-    Returns True when a signal forced it.
-    """
-    forced = False
-
-    def force(signum: int, frame: FrameType | None) -> None:
-        nonlocal forced
-        if not forced:
-            forced = True
-            logger.warning("%s again: killing everything now", signal.Signals(signum).name)
-        for _, process in children:
-            with contextlib.suppress(OSError):
-                process.kill()
-
-    with _on_signals(force):
-        for name, process in reversed(children):
-            if process.poll() is None:
-                logger.info("stopping %s (pid %d)", name, process.pid)
-            stop(process, timeout=grace)
-    return forced
+def _stop_all(children: list[tuple[str, subprocess.Popen[bytes]]], grace: float) -> None:
+    """Stop the children newest first, so the databases stop last."""
+    for name, process in reversed(children):
+        if process.poll() is None:
+            logger.info("stopping %s (pid %d)", name, process.pid)
+        stop(process, timeout=grace)
 
 
 def _wait(children: list[tuple[str, subprocess.Popen[bytes]]]) -> int:

@@ -44,7 +44,10 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
     if _has_huge_float(value):
         # orjson reads an integer beyond 64 bits as a float; only the text tells which it was.
-        json.loads(body, parse_int=_int64)
+        try:
+            json.loads(body, parse_int=_int64)
+        except RecursionError:
+            raise BadRequest("the body is nested too deeply") from None
     return value
 
 

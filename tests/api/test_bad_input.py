@@ -53,6 +53,11 @@ async def count(api: RunningAPI) -> tuple[int, int]:
         # Beyond 2^64 orjson reads a float; such an integer is refused, not silently rounded.
         (b'{"type": "a", "data": {"x": 123456789012345678901234567890}}', 400, "64-bit"),
         (b'{"type": "a", "data": {"x": {"y": -123456789012345678901234567890}}}', 400, "64-bit"),
+        (
+            b'{"type": "a", "data": {"x": ' + b"[" * 1000 + b"1e300" + b"]" * 1000 + b"}}",
+            400,
+            "deep",
+        ),
         (b"[1, 2]", 400, "must be a JSON object"),
     ],
 )

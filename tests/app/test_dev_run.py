@@ -148,8 +148,11 @@ class DevRun:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self._reader.join(10)
-        if self.process.stdout is not None:
+        # A child that outlived the run would still hold the pipe: then the reader (a daemon
+        # thread) keeps it, and closing it here would wait on the reader forever.
+        if self.process.stdout is not None and not self._reader.is_alive():
             self.process.stdout.close()
+        assert not self._reader.is_alive(), f"a process of the run outlived it:\n{self.output}"
 
     def pids(self) -> dict[str, int]:
         return {

@@ -132,7 +132,15 @@ async def test_an_error_inside_the_stream_fails_the_run(
         record["error"]["message"] == "openai: stream error server_error: The server had an error."
     )
     events = await session_events(collections, "ai")
-    assert types(events) == ["run.queued", "run.started", "message.delta", "run.failed"]
+    assert types(events) == [
+        "run.queued",
+        "run.started",
+        "message.delta",
+        "message.completed",
+        "run.failed",
+    ]
+    assert events[-2]["data"]["incomplete"] is True
+    assert events[-2]["data"]["content"] == deltas_text(events)
 
 
 async def test_an_unreachable_provider_fails_the_run(
