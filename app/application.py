@@ -77,13 +77,13 @@ def create_app(
         routes=routes,
         middleware=[
             *_cors(settings),
+            Middleware(errors.InternalErrors),
             Middleware(AuthMiddleware, verifier=verifier),
         ],
         exception_handlers={
             errors.APIError: errors.api_error_handler,
             HTTPException: errors.http_error_handler,
             ConnectionFailure: errors.database_error_handler,
-            Exception: errors.internal_error_handler,
         },
         lifespan=lifespan,
     )

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -38,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command in terminal.COMMANDS:  # HTTP clients: no server settings needed
         return terminal.main(args)
+    if args.command in ("migrate", "stats"):
+        _find_dev_run(("MONGO_URL",))
     settings = start_entry_point()
     if settings is None:
         return 2
@@ -52,6 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from embedded.runner import run_dev
 
     return run_dev(settings)
+
+
+def _find_dev_run(names: tuple[str, ...]) -> None:
+    """Take unset URLs from a running `./dev serve`, saying so in one line."""
+    from app.devrun import adopt
+
+    note = adopt(os.environ, names)
+    if note is not None:
+        print(note, file=sys.stderr)
 
 
 def _require_urls(settings: Settings) -> bool:
@@ -99,7 +112,8 @@ def _serve(settings: Settings) -> int:
     from app.server import build_server
 
     server = build_server(create_app(settings), settings)
-    server.run()
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises Ctrl-C again once stopped
+        server.run()
     return 0 if server.started else 1
 
 

@@ -6,11 +6,13 @@ import logging
 from typing import TYPE_CHECKING, ClassVar
 
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 
 if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +119,34 @@ async def database_error_handler(request: Request, exc: Exception) -> Response:
     return response
 
 
-async def internal_error_handler(request: Request, exc: Exception) -> Response:
-    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal", "internal server error")
+class InternalErrors:
+    """The last line for unexpected errors: one log line with the traceback, then a 500.
+
+    Starlette's own handler re-raises after answering, so uvicorn logged every error a second
+    time. A client that goes away mid-body is not an error: one INFO line, and no answer.
+    An error after the response started is left to uvicorn, which logs it and closes.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except ClientDisconnect:
+            logger.info("client went away during %s %s", scope["method"], scope["path"])
+        except Exception as exc:
+            if started:
+                raise
+            logger.error("unhandled error on %s %s", scope["method"], scope["path"], exc_info=exc)
+            await error_response(500, "internal", "internal server error")(scope, receive, send)

@@ -29,6 +29,7 @@ __all__ = [
     "QUEUE_NAME",
     "JobArgsError",
     "JobFailed",
+    "NotJSONJob",
     "RunArgs",
     "abort",
     "arq_pool",
@@ -125,9 +126,24 @@ def serialize(data: dict[str, Any]) -> bytes:
     return orjson.dumps(data, default=_encode_exception)
 
 
+class NotJSONJob(ValueError):
+    """A job that is not JSON: enqueued with arq's default serializer, pickle."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the job is not JSON (arq's default serializer is pickle, which the worker refuses):"
+            " enqueue with create_pool(..., job_serializer=orjson.dumps,"
+            " job_deserializer=orjson.loads), or app.jobs.arq_pool; see the README,"
+            " 'The job contract'"
+        )
+
+
 def deserialize(raw: bytes) -> dict[str, Any]:
     """The inverse of `serialize`; plain `orjson.loads` also reads every job."""
-    data: dict[str, Any] = orjson.loads(raw)
+    try:
+        data: dict[str, Any] = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise NotJSONJob from None
     result = data.get("r")
     if isinstance(result, dict) and set(result) == {_EXCEPTION}:
         data["r"] = _decode_exception(result[_EXCEPTION])

@@ -53,6 +53,9 @@ class Runs:
         self._writer = writer
         self._redis = redis
         self._registry = Registry.from_settings(settings)
+        for problem in self._registry.problems():
+            # The agent's code may live only in the workers' image: they refuse to start.
+            logger.warning("%s; runs of it will fail unless the workers can load it", problem)
 
     async def start(
         self,

@@ -14,6 +14,20 @@ if TYPE_CHECKING:
     from app.mongo import Collections
 
 COLLECTIONS = ("events", "messages", "runs", "sessions")
+_LABELS = {
+    "count": "documents",
+    "avgObjSize": "avg_document",
+    "storageSize": "storage",
+    "totalIndexSize": "index_size",
+    "nindexes": "indexes",
+}
+_BYTES = {"size", "avgObjSize", "storageSize", "totalIndexSize"}
+
+
+def _number(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
 
 
 async def collect(
@@ -67,11 +81,23 @@ def render(report: dict[str, Any]) -> str:
             if index["ttl_seconds"] is not None:
                 extra += f" ttl={index['ttl_seconds']}s"
             lines.append(f"  {name}.{index['name']}: ({keys}){extra}")
-    lines += ["", "Collections"]
+    lines += ["", "Collections (collStats)"]
     for name, stats in report["collections"].items():
-        shown = "  ".join(f"{k}={v}" for k, v in stats.items() if v is not None)
+        shown = "  ".join(
+            f"{_LABELS.get(k, k)}={_number(v)}{' B' if k in _BYTES else ''}"
+            for k, v in stats.items()
+            if v is not None
+        )
         lines.append(f"  {name}: {shown}")
-    lines += ["", f"Events: {report['event_count']}", "", "Most recent events"]
+    events = report["event_count"]
+    voids = max(0, int(report["collections"].get("events", {}).get("count") or 0) - events)
+    line = f"Events: {events}"
+    if voids:
+        line += (
+            f" (the events collection also holds {voids} void document{'s' * (voids != 1)}:"
+            " positions closed after a write failed or was abandoned, never sent to clients)"
+        )
+    lines += ["", line, "", "Most recent events"]
     for event in report["recent_events"]:
         lines.append(
             f"  {event['timestamp']}  {event['session_id']}  {event['id']}  {event['type']}"

@@ -20,6 +20,9 @@ _ID = re.compile(ID_PATTERN)
 _LOOKUP_ID = re.compile(LOOKUP_ID_PATTERN)
 _TYPE = re.compile(TYPE_PATTERN)
 MAX_DEPTH = 32
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what BSON can store
+_DIGITS = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() also takes '٣' and '³'
+_MILLIS = re.compile(r"-?[0-9]{1,15}")
 
 
 def identifier(value: object, field: str) -> str:
@@ -51,24 +54,27 @@ def event_type(value: object, field: str = "type") -> str:
 
 
 def json_object(value: object, field: str) -> dict[str, Any]:
-    """A JSON object whose keys never start with '$' and hold no NUL, at any depth."""
+    """A JSON object MongoDB can store: keys never start with '$' and hold no NUL, integers
+    fit in 64 bits (signed), at any depth."""
     if not isinstance(value, dict):
         raise BadRequest(f"{field} must be a JSON object, got {_kind(value)}")
-    _check_keys(value, field, 0)
+    _check_value(value, field, 0)
     return value
 
 
-def _check_keys(value: object, path: str, depth: int) -> None:
+def _check_value(value: object, path: str, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise BadRequest(f"{path} is nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str) or key.startswith("$") or "\x00" in key:
                 raise BadRequest(f"{path} has a key that starts with '$' or holds NUL: {key!r}")
-            _check_keys(item, f"{path}.{key}", depth + 1)
+            _check_value(item, f"{path}.{key}", depth + 1)
     elif isinstance(value, list):
         for item in value:
-            _check_keys(item, path, depth + 1)
+            _check_value(item, path, depth + 1)
+    elif isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        raise BadRequest(f"{path} holds an integer outside the 64-bit signed range: {value}")
 
 
 def allowed_fields(body: Mapping[str, Any], allowed: frozenset[str], what: str) -> None:
@@ -80,7 +86,7 @@ def allowed_fields(body: Mapping[str, Any], allowed: frozenset[str], what: str) 
 def bounded_int(raw: str | None, field: str, low: int, high: int, default: int) -> int:
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or not low <= int(raw) <= high:
+    if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
         raise BadRequest(f"{field} must be a whole number from {low} to {high}")
     return int(raw)
 
@@ -88,13 +94,13 @@ def bounded_int(raw: str | None, field: str, low: int, high: int, default: int) 
 def timestamp(raw: str, field: str = "since_timestamp") -> datetime.datetime:
     """ISO 8601 (a zone is required unless it is UTC by default) or epoch milliseconds."""
     text = raw.strip()
-    if re.fullmatch(r"-?\d{1,15}", text):
+    if _MILLIS.fullmatch(text):
         millis = int(text)
         try:
             return datetime.datetime.fromtimestamp(millis / 1000, datetime.UTC)
         except (OverflowError, OSError, ValueError):
             raise BadRequest(f"{field} is out of range") from None
-    if len(text) > 40:
+    if not text.isascii() or len(text) > 40:
         raise BadRequest(f"{field} must be ISO 8601 or epoch milliseconds")
     try:
         parsed = datetime.datetime.fromisoformat(text.replace("z", "Z"))
@@ -104,8 +110,8 @@ def timestamp(raw: str, field: str = "since_timestamp") -> datetime.datetime:
         parsed = parsed.replace(tzinfo=datetime.UTC)
     try:
         return parsed.astimezone(datetime.UTC)
-    except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
-        raise BadRequest(f"{field} is out of range") from None
+    except OverflowError:  # 9999-12-31T23:59:59-14:00 is past year 9999 in UTC
+        raise BadRequest(f"{field} is out of range (years 1 to 9999 in UTC)") from None
 
 
 def format_timestamp(value: datetime.datetime) -> str:

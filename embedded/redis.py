@@ -38,9 +38,12 @@ def free_port() -> int:
 
 
 def start_redis(
-    port: int | None = None, *, timeout: float = 10.0
+    port: int | None = None, *, timeout: float = 10.0, own_session: bool = False
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start a memory-only server on 127.0.0.1; return the process and its URL once it answers."""
+    """Start a memory-only server on 127.0.0.1; return the process and its URL once it answers.
+
+    `own_session`: out of the terminal's process group, so its Ctrl-C does not reach it.
+    """
     port = port or free_port()
     process = subprocess.Popen(
         [
@@ -60,6 +63,7 @@ def start_redis(
         ],
         stdout=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
+        start_new_session=own_session,
     )
     deadline = time.monotonic() + timeout
     while True:

@@ -1,9 +1,13 @@
 """`./dev serve`: the API and a worker, on embedded MongoDB and Redis where none is configured.
 
 Each embedded server runs in its own process, so the emulator's work never blocks the API's
-event loop. The API and the worker are restarted when they exit (embedded/supervise.py); an
-embedded server that exits ends the run. Ctrl-C or SIGTERM stops every process this started,
-newest first.
+event loop, and in its own session, so the terminal's Ctrl-C reaches only the API, the worker
+and this runner: the databases stay up while those two shut down, and stop last. The API and
+the worker are restarted when they exit (embedded/supervise.py); an embedded server that exits
+ends the run. Ctrl-C or SIGTERM stops every process this started, newest first; a second one
+kills them at once.
+While it runs, `.dev-run.json` tells the other commands where the embedded servers are
+(app.devrun).
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 
+from app.devrun import remove_state, write_state
 from app.settings import AuthMode, Settings, redact_url
 from embedded.redis import start_redis, stop
 from embedded.supervise import Supervisor
@@ -42,11 +49,18 @@ def spawn(args: list[str], env: dict[str, str], **options: object) -> subprocess
 
 
 def start_mongo(
-    env: dict[str, str], *, extra_args: Sequence[str] = (), timeout: float = 30.0
+    env: dict[str, str],
+    *,
+    extra_args: Sequence[str] = (),
+    timeout: float = 30.0,
+    own_session: bool = False,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """The embedded MongoDB-protocol server (a replica set with change streams by default)."""
+    """The embedded MongoDB-protocol server (a replica set with change streams by default).
+
+    `own_session`: out of the terminal's process group, so its Ctrl-C does not reach it.
+    """
     args = ["-m", "embedded.mongo", "--port", "0", *extra_args]
-    process = spawn(args, env, stdout=subprocess.PIPE)
+    process = spawn(args, env, stdout=subprocess.PIPE, start_new_session=own_session)
     assert process.stdout is not None
     timer = threading.Timer(timeout, process.kill)
     timer.start()
@@ -68,10 +82,7 @@ class _Stop(BaseException):
 
 
 @contextlib.contextmanager
-def _stop_on_signals() -> Iterator[None]:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise _Stop(signal.Signals(signum).name)
-
+def _on_signals(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
@@ -80,46 +91,106 @@ def _stop_on_signals() -> Iterator[None]:
             signal.signal(sig, old)
 
 
+class _Signals:
+    """SIGINT/SIGTERM: the first one stops the run; any later one kills every child at once.
+
+    One handler for the whole run, so a quick second Ctrl-C never finds Python's default
+    handler (a KeyboardInterrupt that would leave the embedded servers behind).
+    """
+
+    def __init__(self, processes: Callable[[], list[subprocess.Popen[bytes]]]) -> None:
+        self.processes = processes
+        self.stopping = False
+        self.forced = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if not self.stopping:
+            self.stopping = True
+            raise _Stop(name)
+        if not self.forced:
+            self.forced = True
+            logger.warning("%s again: killing everything now", name)
+        for process in self.processes():
+            with contextlib.suppress(OSError):
+                process.kill()
+
+
 def run_dev(settings: Settings) -> int:
-    env = dict(os.environ)
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    from worker.agents import Registry
+
+    problems = Registry.from_settings(settings).problems()
+    for problem in problems:  # before anything starts: one line each, as the worker would
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return 2
+    servers: list[tuple[str, subprocess.Popen[bytes]]] = []  # the embedded databases
     supervisor = Supervisor()  # the API and the worker: restarted when they exit
-    try:
-        with _stop_on_signals():
-            if settings.mongo_url is None:
-                process, env["MONGO_URL"] = start_mongo(env)
-                children.append(("mongodb", process))
-                logger.info(
-                    "embedded MongoDB-protocol server (development only): %s", env["MONGO_URL"]
-                )
-            if settings.redis_url is None:
-                process, env["REDIS_URL"] = start_redis()
-                children.append(("redis", process))
-                logger.info("embedded Redis: %s", env["REDIS_URL"])
-            logger.info(
-                "MongoDB %s, Redis %s", redact_url(env["MONGO_URL"]), redact_url(env["REDIS_URL"])
-            )
-            migrated = subprocess.run(
-                [sys.executable, "-m", "app", "migrate"], env=env, check=False
-            )
-            if migrated.returncode != 0:
-                return migrated.returncode
-            env["MIGRATE_ON_STARTUP"] = "false"
-            _choose_auth(settings, env)
-            supervisor.start("api", lambda: spawn(["-m", "app", "serve"], env))
-            supervisor.start("worker", lambda: spawn(["-m", "worker"], env))
-            logger.info(
-                "API on http://%s:%d (Ctrl-C stops everything)", settings.host, settings.port
-            )
-            return _wait(children, supervisor)
-    except _Stop as stopped:
-        logger.info("%s: stopping", stopped)
-        return 0
-    finally:
-        supervisor.stop(timeout=settings.shutdown_grace + 5)
-        for name, process in reversed(children):
+    signals = _Signals(lambda: [c.process for c in supervisor.children] + [p for _, p in servers])
+    code = 0
+    with _on_signals(signals):
+        try:
+            code = _run(settings, servers, supervisor)
+        except _Stop as stopped:
+            logger.info("%s: stopping (again to kill everything at once)", stopped)
+        finally:
+            signals.stopping = True
+            remove_state()
+            grace = settings.shutdown_grace + 5
+            supervisor.stop(timeout=grace)
+            _stop_all(servers, grace)
+    return 130 if signals.forced else code
+
+
+def _run(
+    settings: Settings,
+    servers: list[tuple[str, subprocess.Popen[bytes]]],
+    supervisor: Supervisor,
+) -> int:
+    env = dict(os.environ)
+    embedded: dict[str, str] = {}
+    if settings.mongo_url is None:
+        process, env["MONGO_URL"] = start_mongo(env, own_session=True)
+        servers.append(("mongodb", process))
+        embedded["MONGO_URL"] = env["MONGO_URL"]
+        logger.info("embedded MongoDB-protocol server (development only): %s", env["MONGO_URL"])
+    if settings.redis_url is None:
+        process, env["REDIS_URL"] = start_redis(own_session=True)
+        servers.append(("redis", process))
+        embedded["REDIS_URL"] = env["REDIS_URL"]
+        logger.info("embedded Redis: %s", env["REDIS_URL"])
+    logger.info("MongoDB %s, Redis %s", redact_url(env["MONGO_URL"]), redact_url(env["REDIS_URL"]))
+    if embedded:
+        path = write_state(embedded)
+        logger.info("`./dev app ...` and `./dev worker ...` find them through %s", path)
+    migrated = subprocess.run([sys.executable, "-m", "app", "migrate"], env=env, check=False)
+    if migrated.returncode != 0:
+        return migrated.returncode
+    env["MIGRATE_ON_STARTUP"] = "false"
+    _choose_auth(settings, env)
+    api = supervisor.start("api", lambda: spawn(["-m", "app", "serve"], env))
+    supervisor.start("worker", lambda: spawn(["-m", "worker"], env))
+    if _listening(api.process, settings.host, settings.port):
+        logger.info("API on http://%s:%d (Ctrl-C stops everything)", settings.host, settings.port)
+    return _wait(servers, supervisor)
+
+
+def _listening(process: subprocess.Popen[bytes], host: str, port: int) -> bool:
+    """Wait until the API accepts connections (uvicorn binds after its start-up), or exits."""
+    address = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    while process.poll() is None:
+        with contextlib.suppress(OSError), socket.create_connection((address, port), 0.5):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _stop_all(children: list[tuple[str, subprocess.Popen[bytes]]], grace: float) -> None:
+    """Stop the children newest first, so the databases stop last."""
+    for name, process in reversed(children):
+        if process.poll() is None:
             logger.info("stopping %s (pid %d)", name, process.pid)
-            stop(process, timeout=settings.shutdown_grace + 5)
+        stop(process, timeout=grace)
 
 
 def _choose_auth(settings: Settings, env: dict[str, str]) -> None:
@@ -139,11 +210,11 @@ def _choose_auth(settings: Settings, env: dict[str, str]) -> None:
     )
 
 
-def _wait(children: list[tuple[str, subprocess.Popen[bytes]]], supervisor: Supervisor) -> int:
+def _wait(servers: list[tuple[str, subprocess.Popen[bytes]]], supervisor: Supervisor) -> int:
     """Block until an embedded server exits, which ends the run; restart the API and the
     worker whenever they exit."""
     while True:
-        for name, process in children:
+        for name, process in servers:
             code = process.poll()
             if code is not None:
                 logger.error("%s exited with %d; stopping the rest", name, code)

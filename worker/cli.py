@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from wsgiref.simple_server import WSGIServer
@@ -33,15 +34,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--burst", action="store_true", help="run the queued jobs, then exit (for scripts)"
     )
     args = parser.parse_args(argv)
+    if args.check:  # the health check needs Redis only
+        _find_dev_run()
     settings = start_entry_point()
     if settings is None:
         return 2
-    if settings.redis_url is None or (settings.mongo_url is None and not args.check):
-        print("error: MONGO_URL and REDIS_URL must be set", file=sys.stderr)
+    needed = {"REDIS_URL": settings.redis_url}
+    if not args.check:
+        needed["MONGO_URL"] = settings.mongo_url
+    missing = [name for name, value in needed.items() if value is None]
+    if missing:
+        print(f"error: {' and '.join(missing)} must be set", file=sys.stderr)
         return 2
     if args.check:
         return asyncio.run(check(settings))
+    if not _agents_load(settings):
+        return 2
     return asyncio.run(serve(settings, burst=args.burst))
+
+
+def _agents_load(settings: Settings) -> bool:
+    """Import every configured agent now, not at its first run; one line per problem."""
+    from worker.agents import Registry
+    from worker.agents.openai import missing_key
+
+    registry = Registry.from_settings(settings)
+    problems = registry.problems()
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return False
+    if "openai" in registry and registry.spec("openai").source == "builtin":
+        warning = missing_key(settings)
+        if warning is not None:
+            logger.warning("%s", warning)
+    return True
+
+
+def _find_dev_run() -> None:
+    """Take an unset REDIS_URL from a running `./dev serve`, saying so in one line."""
+    from app.devrun import adopt
+
+    note = adopt(os.environ, ("REDIS_URL",))
+    if note is not None:
+        print(note, file=sys.stderr)
 
 
 async def serve(settings: Settings, *, burst: bool = False) -> int:
@@ -99,7 +135,10 @@ def _export_metrics(settings: Settings, metrics: WorkerMetrics) -> WSGIServer | 
         )
     except OSError as exc:
         logger.warning(
-            "worker metrics not served on port %d: %s", settings.worker_metrics_port, exc
+            "worker metrics not served on port %d: %s (another worker on this host? give each"
+            " its own WORKER_METRICS_PORT, or WORKER_METRICS_PORT=0 to turn them off)",
+            settings.worker_metrics_port,
+            exc,
         )
         return None
     logger.info(

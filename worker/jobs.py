@@ -132,6 +132,7 @@ class RunJob:
         self.trace_id = args["trace_id"] or uuid.uuid4().hex
         self.attempt = attempt
         self._finalized = False
+        self._context_of_agent: AgentContext | None = None
 
     async def execute(self) -> str:
         began = time.monotonic()
@@ -189,7 +190,8 @@ class RunJob:
                 if agent.validate is not None:
                     agent.validate(self.args["input"])
                 logger.info("run %s: agent %s started", self.run_id, self.args["agent"])
-                await agent.run(self._context(emitter))
+                self._context_of_agent = self._context(emitter)
+                await agent.run(self._context_of_agent)
                 if _cancelling():
                     raise asyncio.CancelledError  # the agent swallowed a cancellation
                 await emitter.flush()
@@ -260,6 +262,9 @@ class RunJob:
     ) -> str:
         """Flush the agent's events, move the record to `status`, write the one terminal event."""
         self._finalized = True
+        if self._context_of_agent is not None and status is not RunStatus.SUCCEEDED:
+            # A message the agent was streaming is closed, marked incomplete, with what it said.
+            await _quietly(self._context_of_agent.close_open_messages(status.value))
         if emitter is not None and status is not RunStatus.SUCCEEDED:
             await _quietly(emitter.flush())  # what the agent wrote before failing still counts
         ended = await self.stores.runs.finish(self.run_id, status, error)

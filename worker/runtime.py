@@ -258,6 +258,7 @@ class AgentContext:
         self.max_delta_chars = max(1, (settings.event_max_bytes - _ENVELOPE) // 6)
         self._steps = 0
         self._message_count = 0
+        self._open: dict[str, tuple[MessageStream, str | None]] = {}
 
     @property
     def cancelled(self) -> bool:
@@ -288,14 +289,32 @@ class AgentContext:
     async def stream_message(
         self, role: str = "assistant", *, parent_id: str | None = None
     ) -> AsyncIterator[MessageStream]:
-        """Stream a message as deltas; it is completed and stored when the block ends normally."""
+        """Stream a message as deltas; it is completed and stored when the block ends normally.
+
+        A block that ends with an exception leaves the message open for the run's end to close
+        (`close_open_messages`), unless the run goes back to the queue to be tried again.
+        """
         checked_role, checked_parent = _role(role), _parent(parent_id)
         stream = MessageStream(self, self._new_message_id(), checked_role)
+        self._open[stream.message_id] = (stream, checked_parent)
         yield stream
+        del self._open[stream.message_id]
         await self._complete(stream.message_id, checked_role, stream.content, checked_parent)
 
+    async def close_open_messages(self, reason: str) -> None:
+        """Complete every message still streaming, marked incomplete: the run ended `reason`
+        (cancelled, timed_out, failed) while it was being written."""
+        while self._open:
+            message_id, (stream, parent_id) = self._open.popitem()
+            await self._complete(message_id, stream.role, stream.content, parent_id, reason)
+
     async def _complete(
-        self, message_id: str, role: str, content: str, parent_id: str | None
+        self,
+        message_id: str,
+        role: str,
+        content: str,
+        parent_id: str | None,
+        incomplete: str | None = None,
     ) -> None:
         # The document first, so a client that sees message.completed can read the message.
         await self._messages.put(
@@ -305,11 +324,14 @@ class AgentContext:
             content=content,
             parent_id=parent_id,
             trace_id=self.trace_id,
+            incomplete=incomplete,
         )
         shown, truncated = _fit(content, self._max_event_bytes - _ENVELOPE - len(role))
         data: dict[str, Any] = {"message_id": message_id, "role": role, "content": shown}
         if truncated:
             data["truncated"] = True  # the whole text is in the messages collection
+        if incomplete is not None:
+            data.update(incomplete=True, reason=incomplete)
         await self._emit("message.completed", data)
 
     async def _emit(self, type: str, data: dict[str, Any]) -> str:

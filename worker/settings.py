@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import warnings
@@ -28,7 +29,7 @@ from typing import Any
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
-from app.jobs import JOB_FUNCTION, QUEUE_NAME, deserialize, serialize
+from app.jobs import JOB_FUNCTION, QUEUE_NAME, NotJSONJob, deserialize, serialize
 from app.metrics import WorkerMetrics
 from app.settings import Settings
 from worker.agents import Registry
@@ -38,6 +39,26 @@ from worker.reconciler import reconcile_forever
 
 HEALTH_CHECK_INTERVAL = 10.0
 KEEP_RESULT_SECONDS = 3600
+
+
+class _NotJSONJobs(logging.Filter):
+    """arq logs a job it cannot read with a traceback; for a pickled one, say what to do."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        cause = error.__cause__ if error is not None else None
+        if isinstance(cause, NotJSONJob) and isinstance(record.args, tuple) and record.args:
+            record.msg = "job %s refused: %s"
+            record.args = (record.args[0], cause)
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _explain_not_json_jobs() -> None:
+    arq_logger = logging.getLogger("arq.worker")
+    if not any(isinstance(found, _NotJSONJobs) for found in arq_logger.filters):
+        arq_logger.addFilter(_NotJSONJobs())
 
 
 def health_check_key(host: str | None = None) -> str:
@@ -95,6 +116,7 @@ def create_worker(
     """An arq Worker for the runs queue. Call inside a running event loop."""
     if settings.mongo_url is None:
         raise ValueError("MONGO_URL must be set")
+    _explain_not_json_jobs()
     state = WorkerState(
         settings=settings,
         registry=Registry.from_settings(settings),

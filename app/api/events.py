@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -16,7 +17,15 @@ from app.store import tokens
 from app.store.codec import event_view
 from app.store.events import MAX_BATCH, RESERVED_TYPE_PREFIXES, NewEvent
 from app.stream import EventStream, Start
-from app.validation import bounded_int, format_timestamp, identifier, lookup_event_id, timestamp
+from app.validation import (
+    INT64_MAX,
+    INT64_MIN,
+    bounded_int,
+    format_timestamp,
+    identifier,
+    lookup_event_id,
+    timestamp,
+)
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -42,9 +51,35 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         if len(body) > max_bytes:
             raise PayloadTooLarge(f"the body is over {max_bytes} bytes")
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    if _has_huge_float(value):
+        # orjson reads an integer beyond 64 bits as a float; only the text tells which it was.
+        try:
+            json.loads(body, parse_int=_int64)
+        except RecursionError:
+            raise BadRequest("the body is nested too deeply") from None
+    return value
+
+
+def _has_huge_float(value: object) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, float) and abs(item) >= 2.0**63:
+            return True
+    return False
+
+
+def _int64(text: str) -> int:
+    if len(text.lstrip("-")) > 19 or not INT64_MIN <= int(text) <= INT64_MAX:
+        raise BadRequest(f"the body holds an integer outside the 64-bit signed range: {text}")
+    return int(text)
 
 
 async def append_events(request: Request) -> Response:
@@ -68,7 +103,7 @@ async def append_events(request: Request) -> Response:
             raise ReservedType(
                 f"event type {event.type} is reserved: run.* and stream.* belong to the service"
             )
-    stored = await svc.writer.append(session_id, events)
+    stored = await svc.writer.append(session_id, events, exact_retries=True)
     return JSONResponse(
         {
             "events": [
@@ -93,42 +128,65 @@ async def stream_events(request: Request) -> Response:
 
 
 async def resolve_start(svc: Services, session_id: str, request: Request) -> Start:
-    """Where a stream or page starts: Last-Event-ID, then last_event_id, then since_timestamp."""
+    """Where a stream starts: Last-Event-ID, else last_event_id, else since_timestamp.
+
+    The id wins over the time: a reconnecting EventSource repeats its URL, since_timestamp
+    included, and adds the Last-Event-ID header.
+    """
     query = request.query_params
     token = request.headers.get("last-event-id") or query.get("last_event_id")
-    since = query.get("since_timestamp")
-    if token and since:
-        raise BadRequest("give either a last event id or since_timestamp, not both")
-    history = svc.history
     if token:
-        position = tokens.decode(session_id, token)
-        bounds = await history.bounds(session_id)
-        if position > bounds.last:
-            first = (bounds.first or 1) - 1
-            return Start(first, _lost(session_id, token, first, "unknown position"))
-        if bounds.first is not None and bounds.first > position + 1:
-            return Start(bounds.first - 1, _lost(session_id, token, bounds.first - 1, "expired"))
-        if bounds.first is None and bounds.last > position:
-            return Start(bounds.last, _lost(session_id, token, bounds.last, "expired"))
-        return Start(position)
+        return await _token_start(svc, session_id, token)
+    since = query.get("since_timestamp")
     if since:
-        when = timestamp(since)
-        before = await history.position_before(session_id, when)
-        if before is not None:
-            return Start(before)
-        bounds = await history.bounds(session_id)
-        if bounds.first is not None and bounds.first > 1:
-            return Start(bounds.first - 1, _lost(session_id, since, bounds.first - 1, "expired"))
-        return Start(0 if bounds.first is not None else bounds.last)
+        return await _since_start(svc, session_id, since)
     return Start(0)
 
 
-def _lost(session_id: str, requested: str, resumed: int, reason: str) -> dict[str, object]:
+async def _token_start(svc: Services, session_id: str, token: str) -> Start:
+    position = tokens.decode(session_id, token)
+    bounds = await svc.history.bounds(session_id)
+    if position > bounds.last:
+        # Not history lost: the session never reached this position (it was reset, or its
+        # counter expired with its events). The stream goes on live from the session's end.
+        return Start(bounds.last, _ahead(session_id, token, bounds.last))
+    if bounds.first is not None and bounds.first > position + 1:
+        return Start(bounds.first - 1, _lost(session_id, token, bounds.first - 1))
+    if bounds.first is None and bounds.last > position:
+        return Start(bounds.last, _lost(session_id, token, bounds.last))
+    return Start(position)
+
+
+async def _since_start(svc: Services, session_id: str, since: str) -> Start:
+    when = timestamp(since)
+    history = svc.history
+    before = await history.position_before(session_id, when)
+    if before is not None:
+        return Start(before)
+    bounds = await history.bounds(session_id)
+    if bounds.first is not None and bounds.first > 1:
+        return Start(bounds.first - 1, _lost(session_id, since, bounds.first - 1))
+    return Start(0 if bounds.first is not None else bounds.last)
+
+
+def _lost(session_id: str, requested: str, resumed: int) -> dict[str, object]:
     return {
-        "reason": reason,
+        "reason": "expired",
         "requested": requested,
         "resumed_after": tokens.encode(session_id, resumed) if resumed else None,
         "message": "events before the resume point are no longer retained",
+    }
+
+
+def _ahead(session_id: str, requested: str, last: int) -> dict[str, object]:
+    return {
+        "reason": "ahead",
+        "requested": requested,
+        "resumed_after": tokens.encode(session_id, last) if last else None,
+        "message": (
+            "the resume point is beyond the session's last event (the session was reset or"
+            " the id is stale); the stream goes on live from the session's end"
+        ),
     }
 
 
@@ -143,7 +201,7 @@ async def list_events(request: Request) -> Response:
     if after:
         position = tokens.decode(session_id, after, "after")
     elif query.get("since_timestamp"):
-        position = (await resolve_start(svc, session_id, request)).position
+        position = (await _since_start(svc, session_id, query["since_timestamp"])).position
     else:
         position = 0
     docs = await svc.history.after(session_id, position, limit)
@@ -166,9 +224,14 @@ async def get_event(request: Request) -> Response:
 async def trace_events(request: Request) -> Response:
     svc = services(request)
     trace_id = identifier(request.path_params["trace_id"], "trace_id")
-    limit = bounded_int(request.query_params.get("limit"), "limit", 1, PAGE_MAX, TRACE_PAGE_DEFAULT)
-    docs = await svc.history.by_trace(trace_id, limit, visible_sessions(request))
-    return JSONResponse({"events": [event_view(doc) for doc in docs if not doc.get("void")]})
+    query = request.query_params
+    limit = bounded_int(query.get("limit"), "limit", 1, PAGE_MAX, TRACE_PAGE_DEFAULT)
+    after = query.get("after")
+    cursor = tokens.TraceCursor.decode(after) if after else None
+    docs = await svc.history.by_trace(trace_id, limit, visible_sessions(request), cursor)
+    next_cursor = tokens.TraceCursor.of(docs[-1]).encode() if len(docs) == limit else None
+    events = [event_view(doc) for doc in docs if not doc.get("void")]
+    return JSONResponse({"events": events, "next": next_cursor})
 
 
 _READ = Access(Scope.EVENTS_READ)

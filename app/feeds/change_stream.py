@@ -75,6 +75,8 @@ class ChangeStreamFeed(FeedLoop):
         self._running = False
 
     async def _failed(self, exc: PyMongoError, failures: int) -> int:
+        if self._running:  # the stream was open until now: a new outage starts counting at 1
+            failures = 0
         self._running = False
         self._publisher.metrics.change_stream_resumes.labels("error").inc()
         logger.warning("change stream failed (%d in a row), resuming: %s", failures + 1, exc)

@@ -180,7 +180,7 @@ def _stream_event() -> Schema:
                 "required": ["id"],
             },
             {
-                "description": "The position asked for is older than retained history.",
+                "description": "The position asked for cannot be resumed exactly (expired or ahead).",
                 "properties": {"event": {"const": HISTORY_LOST}, "data": data("HistoryLost")},
             },
             {
@@ -267,7 +267,13 @@ def components() -> dict[str, Schema]:
             "type": "object",
             "required": ["reason", "requested", "resumed_after", "message"],
             "properties": {
-                "reason": {"type": "string", "enum": ["expired", "unknown position"]},
+                "reason": {
+                    "type": "string",
+                    "enum": ["expired", "ahead"],
+                    "description": "expired: older than retained history, the stream goes on"
+                    " from the oldest retained event; ahead: beyond the session's last event,"
+                    " the stream goes on live from its end.",
+                },
                 "requested": {"type": "string"},
                 "resumed_after": {
                     "oneOf": [token("Where the stream goes on from."), {"type": "null"}]

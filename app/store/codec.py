@@ -30,7 +30,7 @@ def event_json(doc: Document) -> bytes:
 
 
 def message_view(doc: Document) -> dict[str, Any]:
-    return {
+    view = {
         "message_id": doc["message_id"],
         "session_id": doc["session_id"],
         "parent_id": doc.get("parent_id"),
@@ -39,3 +39,6 @@ def message_view(doc: Document) -> dict[str, Any]:
         "trace_id": doc.get("trace_id"),
         "timestamp": format_timestamp(doc["timestamp"]),
     }
+    if doc.get("incomplete"):  # a message cut short by its run's end: why
+        view.update(incomplete=True, reason=doc["incomplete"])
+    return view

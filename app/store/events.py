@@ -9,6 +9,8 @@ non-decreasing along positions, so `since_timestamp` maps to one position.
 A position whose writer died between the two round trips is closed by a "void" document
 (see `void`); the unique (session_id, seq) index decides between a late writer and the void,
 and the late writer simply takes new positions. Retried writes are idempotent on event_id.
+Once positions are taken, every failure voids them before it is raised, so no reader waits
+SSE_GAP_TIMEOUT for a write that was refused.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 type Clock = Callable[[], datetime.datetime]
 MAX_BATCH = 1000
+_PAYLOAD = ("type", "data", "trace_id")  # what an exact retry repeats
 _ATTEMPTS = 5
 
 
@@ -66,11 +69,12 @@ class NewEvent:
         unknown = sorted(set(body) - {"type", "data", "trace_id", "event_id"})
         if unknown:
             raise BadRequest(f"{where} has unknown fields: {', '.join(unknown)}")
-        if "type" not in body:
-            raise BadRequest(f"{where}.type is required")
+        for field in ("type", "data"):
+            if field not in body:
+                raise BadRequest(f"{where}.{field} is required")
         return cls(
             type=event_type(body["type"], f"{where}.type"),
-            data=json_object(body.get("data", {}), f"{where}.data"),
+            data=json_object(body["data"], f"{where}.data"),
             trace_id=optional_identifier(body.get("trace_id"), f"{where}.trace_id"),
             event_id=optional_identifier(body.get("event_id"), f"{where}.event_id"),
         )
@@ -92,11 +96,15 @@ class EventWriter:
         self._clock = clock
         self._on_insert = on_insert
 
-    async def append(self, session_id: str, events: Sequence[NewEvent]) -> list[Document]:
+    async def append(
+        self, session_id: str, events: Sequence[NewEvent], *, exact_retries: bool = False
+    ) -> list[Document]:
         """Store `events` in order; return the stored documents, in input order.
 
         An event whose event_id is already stored in this session is not written again; the
-        stored one is returned instead.
+        stored one is returned instead. With `exact_retries` (the HTTP API), a stored event
+        whose type, data or trace_id differ from the new one is a Conflict: an idempotency key
+        reused for another payload is an error, not a retry.
         """
         identifier(session_id, "session_id")
         if not events:
@@ -110,7 +118,7 @@ class EventWriter:
         for _ in range(_ATTEMPTS):
             if not order:
                 break
-            order = await self._write(session_id, pending, order, stored)
+            order = await self._write(session_id, pending, order, stored, exact_retries)
         if order:
             raise RuntimeError(f"could not place {len(order)} events in session {session_id}")
         return [stored[i] for i in range(len(pending))]
@@ -171,6 +179,7 @@ class EventWriter:
         pending: list[Document],
         order: list[int],
         stored: dict[int, Document],
+        exact_retries: bool,
     ) -> list[int]:
         """One attempt: take positions for `order`, insert; return the indexes to try again."""
         last, timestamp = await self._allocate(session_id, len(order))
@@ -179,6 +188,31 @@ class EventWriter:
         for offset, index in enumerate(order):
             doc = dict(pending[index], seq=first + offset, timestamp=timestamp)
             docs.append(doc)
+        try:
+            return await self._insert(session_id, order, docs, stored, exact_retries)
+        except Exception:
+            # Positions this attempt filled keep their document (a void there is a duplicate).
+            try:
+                await self.void(session_id, range(first, last + 1))
+            except Exception:
+                logger.warning(
+                    "could not void positions %d-%d of session %s; readers void them after"
+                    " SSE_GAP_TIMEOUT",
+                    first,
+                    last,
+                    session_id,
+                    exc_info=True,
+                )
+            raise
+
+    async def _insert(
+        self,
+        session_id: str,
+        order: list[int],
+        docs: list[Document],
+        stored: dict[int, Document],
+        exact_retries: bool,
+    ) -> list[int]:
         started = datetime.datetime.now(datetime.UTC)
         failed: dict[int, str] = {}
         try:
@@ -199,7 +233,7 @@ class EventWriter:
             else:
                 retry.append(index)
         if known:
-            await self._resolve_known(session_id, known, stored)
+            await self._resolve_known(session_id, known, stored, exact_retries)
         return retry
 
     async def _allocate(self, session_id: str, count: int) -> tuple[int, datetime.datetime]:
@@ -213,7 +247,11 @@ class EventWriter:
         return int(counter["seq"]), counter["ts"]
 
     async def _resolve_known(
-        self, session_id: str, known: list[tuple[int, Document]], stored: dict[int, Document]
+        self,
+        session_id: str,
+        known: list[tuple[int, Document]],
+        stored: dict[int, Document],
+        exact_retries: bool,
     ) -> None:
         """Retried events: return the stored copies, and void the positions taken for them."""
         ids = [doc["event_id"] for _, doc in known]
@@ -227,6 +265,11 @@ class EventWriter:
                 raise RuntimeError(f"event {doc['event_id']} conflicted but cannot be found")
             if original["session_id"] != session_id:
                 raise Conflict(f"event_id {doc['event_id']} is already used by another session")
+            if exact_retries and any(original.get(k) != doc[k] for k in _PAYLOAD):
+                raise Conflict(
+                    f"event_id {doc['event_id']} is already stored with another type, data"
+                    " or trace_id"
+                )
             original.pop("_id", None)
             stored[index] = original
         await self.void(session_id, [doc["seq"] for _, doc in known])

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from app.store.codec import Document
+from app.store.tokens import TraceCursor
 
 if TYPE_CHECKING:
     from app.auth.policy import Patterns
@@ -129,16 +130,35 @@ class History:
         return doc
 
     async def by_trace(
-        self, trace_id: str, limit: int, sessions: Patterns | None = None
+        self,
+        trace_id: str,
+        limit: int,
+        sessions: Patterns | None = None,
+        after: TraceCursor | None = None,
     ) -> list[Document]:
-        """Events of a trace in `sessions` (default: every session), oldest first (index
-        trace_id). The session condition is part of the query, not a filter afterwards."""
+        """Events of a trace in `sessions` (default: every session), oldest first, after
+        `after` (index trace_id). The session condition is part of the query, not a filter
+        afterwards; the order (timestamp, session_id, seq) is total, so `after` pages without
+        a gap.
+        """
         if sessions is not None and sessions.empty:
             return []
-        query: Document = {"trace_id": trace_id}
-        if sessions is not None:
-            query.update(sessions.query("session_id"))
         started = time.perf_counter()
+        conditions: list[Document] = [{"trace_id": trace_id}]
+        if sessions is not None and (covered := sessions.query("session_id")):
+            conditions.append(covered)
+        if after is not None:
+            ts, session_id, seq = after.timestamp, after.session_id, after.seq
+            conditions.append(
+                {
+                    "$or": [
+                        {"timestamp": {"$gt": ts}},
+                        {"timestamp": ts, "session_id": {"$gt": session_id}},
+                        {"timestamp": ts, "session_id": session_id, "seq": {"$gt": seq}},
+                    ]
+                }
+            )
+        query: Document = conditions[0] if len(conditions) == 1 else {"$and": conditions}
         cursor = (
             self._events.find(query, _NO_ID)
             .sort([("timestamp", 1), ("session_id", 1), ("seq", 1)])

@@ -30,8 +30,13 @@ class MessageStore:
         content: str,
         parent_id: str | None = None,
         trace_id: str | None = None,
+        incomplete: str | None = None,
     ) -> Document:
-        """Store a message once; a retried write returns the stored one unchanged."""
+        """Store a message once; a retried write returns the stored one unchanged.
+
+        `incomplete` is why a streamed message ended early (the run was cancelled, timed out
+        or failed): the content is what was said until then.
+        """
         fields: Document = {
             "message_id": message_id,
             "session_id": session_id,
@@ -41,6 +46,8 @@ class MessageStore:
             "trace_id": trace_id,
             "timestamp": self._clock(),
         }
+        if incomplete is not None:
+            fields["incomplete"] = incomplete
         stored = await upsert(
             self._messages, {"message_id": message_id}, {"$setOnInsert": fields}, projection=_NO_ID
         )

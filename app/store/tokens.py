@@ -2,13 +2,23 @@
 
 A token is "<seq>.<tag>": seq is the event's per-session position (1, 2, ...), tag is 8 hex
 digits of a BLAKE2b hash of the session id.
+
+A trace spans sessions, so its pages use another cursor: the (timestamp, session, position)
+of the last event of a page, opaque to clients.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import dataclasses
+import datetime
 import functools
 import hashlib
 import re
+from typing import Any
+
+import orjson
 
 from app.errors import BadRequest
 
@@ -33,3 +43,37 @@ def decode(session_id: str, token: str, field: str = "Last-Event-ID") -> int:
     if match.group(2) != session_tag(session_id):
         raise BadRequest(f"{field} belongs to another session")
     return int(match.group(1))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TraceCursor:
+    timestamp: datetime.datetime
+    session_id: str
+    seq: int
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> TraceCursor:
+        return cls(doc["timestamp"], doc["session_id"], int(doc["seq"]))
+
+    def encode(self) -> str:
+        millis = round(self.timestamp.replace(tzinfo=datetime.UTC).timestamp() * 1000)
+        raw = orjson.dumps([millis, self.session_id, self.seq])
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    @classmethod
+    def decode(cls, text: str, field: str = "after") -> TraceCursor:
+        """A cursor from `encode`; 400 for anything else."""
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            millis, session_id, seq = orjson.loads(raw)
+            if not (isinstance(millis, int) and isinstance(seq, int) and 0 <= seq < 10**18):
+                raise ValueError(text)
+            if not isinstance(session_id, str) or not _SESSION.match(session_id):
+                raise ValueError(text)
+            when = datetime.datetime.fromtimestamp(millis / 1000, datetime.UTC)
+        except (ValueError, TypeError, OverflowError, OSError, binascii.Error):
+            raise BadRequest(f"{field} is not a trace cursor of this service") from None
+        return cls(when, session_id, seq)
+
+
+_SESSION = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

@@ -32,11 +32,31 @@ async def count(api: RunningAPI) -> tuple[int, int]:
         (b'{"type": "t", "data": {"a": {"$set": {"x": 1}}}}', 400, "starts with '$'"),
         (b'{"type": "t", "data": {}, "session_id": "other"}', 400, "unknown fields"),
         (b'{"events": []}', 400, "non-empty array"),
-        (b'{"events": [{"type": "ok", "data": {}}, {"type": 5}]}', 400, "events[1].type"),
         (
-            b'{"events": [{"type": "a", "event_id": "x"}, {"type": "b", "event_id": "x"}]}',
+            b'{"events": [{"type": "ok", "data": {}}, {"type": 5, "data": {}}]}',
+            400,
+            "events[1].type",
+        ),
+        (
+            b'{"events": [{"type": "a", "data": {}, "event_id": "x"},'
+            b' {"type": "b", "data": {}, "event_id": "x"}]}',
             400,
             "appears twice",
+        ),
+        (b'{"type": "t"}', 400, "event.data is required"),
+        (b'{"events": [{"type": "t", "data": {}}, {"type": "u"}]}', 400, "events[1].data"),
+        # BSON holds 64-bit signed integers: 2^63 and beyond are refused before anything is
+        # stored (they used to take a position, then fail with a 500).
+        (b'{"type": "a", "data": {"x": 9223372036854775808}}', 400, "64-bit"),
+        (b'{"type": "a", "data": {"x": [-9223372036854775809]}}', 400, "64-bit"),
+        (b'{"type": "a", "data": {"x": 18446744073709551615}}', 400, "64-bit"),
+        # Beyond 2^64 orjson reads a float; such an integer is refused, not silently rounded.
+        (b'{"type": "a", "data": {"x": 123456789012345678901234567890}}', 400, "64-bit"),
+        (b'{"type": "a", "data": {"x": {"y": -123456789012345678901234567890}}}', 400, "64-bit"),
+        (
+            b'{"type": "a", "data": {"x": ' + b"[" * 1000 + b"1e300" + b"]" * 1000 + b"}}",
+            400,
+            "deep",
         ),
         (b"[1, 2]", 400, "must be a JSON object"),
     ],
@@ -99,7 +119,10 @@ async def test_bad_ids_in_paths_are_refused(api: RunningAPI, path: str) -> None:
         ({}, {"Last-Event-ID": "3.00000000"}, "belongs to another session"),
         ({"since_timestamp": "yesterday"}, {}, "ISO 8601 or epoch milliseconds"),
         ({"since_timestamp": "2026-13-45T00:00:00Z"}, {}, "ISO 8601"),
-        ({"since_timestamp": "1", "last_event_id": "1.00000000"}, {}, "not both"),
+        ({"since_timestamp": "9999-12-31T23:59:59-14:00"}, {}, "out of range"),
+        ({"since_timestamp": "0001-01-01T00:00:00+14:00"}, {}, "out of range"),
+        ({"since_timestamp": "\u0661\u0667" + "\u0660" * 11}, {}, "ISO 8601 or epoch milliseconds"),
+        ({"last_event_id": "\u0663.00000000"}, {}, "not a resume token"),
     ],
 )
 async def test_bad_stream_positions_are_refused(
@@ -109,6 +132,25 @@ async def test_bad_stream_positions_are_refused(
         response = await client.get("/v1/sessions/s1/stream", params=params, headers=headers)
     assert response.status_code == 400
     assert fragment in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("since", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+async def test_history_refuses_timestamps_out_of_range(api: RunningAPI, since: str) -> None:
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        response = await client.get("/v1/sessions/s1/events", params={"since_timestamp": since})
+    assert response.status_code == 400, response.text
+    assert "out of range" in response.json()["error"]["message"]
+
+
+async def test_integers_at_the_edges_of_64_bits_are_stored_exactly(api: RunningAPI) -> None:
+    data = {"max": 2**63 - 1, "min": -(2**63), "float": 1e30, "big_float": -1.5e300}
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        written = await client.post("/v1/sessions/s1/events", json={"type": "a", "data": data})
+        assert written.status_code == 201, written.text
+        event_id = written.json()["events"][0]["event_id"]
+        read = (await client.get(f"/v1/events/{event_id}")).json()
+    assert read["data"] == data
+    assert isinstance(read["data"]["max"], int)
 
 
 async def test_a_token_from_another_session_is_refused(api: RunningAPI) -> None:
@@ -121,10 +163,11 @@ async def test_a_token_from_another_session_is_refused(api: RunningAPI) -> None:
     assert "another session" in stream.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("limit", ["0", "1001", "-1", "ten", "1e3"])
-async def test_limit_outside_1_to_1000_is_refused(api: RunningAPI, limit: str) -> None:
+@pytest.mark.parametrize("limit", ["0", "1001", "-1", "ten", "1e3", "\u0663", "\u00b3", "+5", " 5"])
+@pytest.mark.parametrize("path", ["/v1/sessions/s1/events", "/v1/traces/t1/events"])
+async def test_limit_outside_1_to_1000_is_refused(api: RunningAPI, path: str, limit: str) -> None:
     async with httpx.AsyncClient(base_url=api.url) as client:
-        response = await client.get("/v1/sessions/s1/events", params={"limit": limit})
+        response = await client.get(path, params={"limit": limit})
     assert response.status_code == 400
     assert "from 1 to 1000" in response.json()["error"]["message"]
 

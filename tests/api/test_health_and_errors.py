@@ -1,8 +1,15 @@
+import asyncio
+import logging
+import socket
+from urllib.parse import urlsplit
+
 import httpx
+import pytest
 
 from app.auth.policy import Access, Scope, SessionRule
 from app.auth.routes import ProtectedRoute
 from support.servers import RunningAPI
+from support.waits import eventually
 
 
 async def test_healthz_and_readyz(api: RunningAPI) -> None:
@@ -31,7 +38,9 @@ async def test_unknown_paths_and_methods_get_the_json_error_shape(api: RunningAP
     assert wrong.json()["error"]["code"] == "method_not_allowed"
 
 
-async def test_a_500_never_leaks_a_stack_trace(api: RunningAPI) -> None:
+async def test_a_500_never_leaks_a_stack_trace(
+    api: RunningAPI, caplog: pytest.LogCaptureFixture
+) -> None:
     async def broken(request: object) -> None:
         raise RuntimeError("secret internals at /srv/app.py line 3")
 
@@ -43,3 +52,29 @@ async def test_a_500_never_leaks_a_stack_trace(api: RunningAPI) -> None:
     assert response.status_code == 500
     assert response.json() == {"error": {"code": "internal", "message": "internal server error"}}
     assert "secret" not in response.text
+    logged = [r for r in caplog.records if r.exc_info and r.exc_info[0] is RuntimeError]
+    assert len(logged) == 1  # once, not once by us and again by uvicorn
+    assert logged[0].getMessage() == "unhandled error on GET /broken"
+
+
+async def test_a_client_gone_mid_body_is_no_error(
+    api: RunningAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="app.errors")
+    address = urlsplit(api.url)
+    head = (
+        b"POST /v1/sessions/s/events HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    )
+
+    def send_half() -> None:
+        with socket.create_connection((address.hostname, address.port), timeout=5) as sock:
+            sock.sendall(head + b'{"type": "t", "data": {')
+
+    await asyncio.to_thread(send_half)
+    gone = "client went away during POST /v1/sessions/s/events"
+    await eventually(
+        lambda: any(r.getMessage() == gone for r in caplog.records),
+        what="the server to notice the client left",
+    )
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

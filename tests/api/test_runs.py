@@ -211,6 +211,34 @@ async def test_cancelling_a_running_run_ends_it_within_seconds(
     assert (await client.post(f"/v1/runs/{run_id}/cancel")).status_code == 409
 
 
+async def test_a_cancelled_run_closes_the_message_it_was_streaming(
+    settings: Settings, client: httpx.AsyncClient
+) -> None:
+    async with running_worker(settings), open_stream(client, "half") as stream:
+        body = {"agent": "echo", "input": {"text": "abcdefghij" * 30, "delay": 0.1}}  # 30 s
+        run_id = (await post_run(client, "half", body)).json()["run_id"]
+        events = await until(stream, "message.delta")
+        events += await until(stream, "message.delta")
+        assert (await client.post(f"/v1/runs/{run_id}/cancel")).status_code == 202
+        events += await until_end(stream, timeout=10)
+    kinds = [e.event for e in events]
+    assert kinds[-2:] == ["message.completed", "run.cancelled"]
+    said = "".join(e.data["data"]["delta"] for e in events if e.event == "message.delta")
+    completed = events[-2].data["data"]
+    assert completed == {
+        "message_id": f"{run_id}.m1",
+        "role": "assistant",
+        "content": said,
+        "incomplete": True,
+        "reason": "cancelled",
+    }
+    assert 2 <= len(said) < 300
+    messages = (await client.get("/v1/sessions/half/messages")).json()["messages"]
+    assert [(m["message_id"], m["content"], m["incomplete"], m["reason"]) for m in messages] == [
+        (f"{run_id}.m1", said, True, "cancelled")
+    ]
+
+
 async def test_unknown_runs_are_404(client: httpx.AsyncClient) -> None:
     for response in (
         await client.get("/v1/runs/nope"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import re
 from collections.abc import Iterator
 
 import orjson
@@ -64,10 +65,14 @@ async def test_stats_reports_indexes_counts_and_recent_events(
         await runs.ensure(run_id, "s1", "echo", None)
     await runs.start("r2", worker="w")
     await runs.finish("r3", RunStatus.TIMED_OUT)
+    await writer.void("s1", [3])  # a position closed after a writer died
     assert await run_cli("stats", "--recent", "1") == 0
     captured = capsys.readouterr()
     assert "events.session_seq: (session_id 1, seq 1) unique" in captured.out
-    assert "Events: 2" in captured.out
+    assert "  events: documents=3  size=" in captured.out
+    assert "Events: 2 (the events collection also holds 1 void document: positions" in captured.out
+    assert re.search(r"avg_document=\d+(\.\d)? B", captured.out), captured.out
+    assert not re.search(r"\d\.\d{2,}", captured.out.split("Events:")[0]), captured.out
     assert "s1  2." in captured.out  # the newest event's token
     assert "reading events: indexes, collStats" in captured.err  # progress on stderr
     runs_part = captured.out.split("Runs by status\n", 1)[1]
@@ -77,7 +82,7 @@ async def test_stats_reports_indexes_counts_and_recent_events(
     assert await run_cli("stats", "--json") == 0
     report = orjson.loads(capsys.readouterr().out)
     assert report["event_count"] == 2
-    assert report["collections"]["events"]["count"] == 2
+    assert report["collections"]["events"]["count"] == 3
     assert [e["type"] for e in report["recent_events"]] == ["bye", "hello"]
     assert report["runs_by_status"] == {"queued": 1, "running": 1, "timed_out": 1}
 

@@ -61,3 +61,35 @@ async def test_an_event_id_of_another_session_is_a_conflict(collections: Collect
     await writer.append("one", [NewEvent("a", {}, event_id="shared")])
     with pytest.raises(Conflict, match="another session"):
         await writer.append("two", [NewEvent("a", {}, event_id="shared")])
+
+
+async def test_a_write_that_fails_after_taking_positions_voids_them(
+    collections: Collections,
+) -> None:
+    """Every failure after the positions are taken closes them: no reader waits for them."""
+    writer = EventWriter(collections)
+    unstorable = NewEvent("a", {"x": 2**63})  # BSON stops at 64-bit signed integers
+    with pytest.raises(OverflowError):
+        await writer.append("s", [NewEvent("ok", {}), unstorable])
+    docs = await stored(collections, "s")
+    assert [(d["seq"], d.get("void")) for d in docs] == [(1, True), (2, True)]
+    later = await writer.append("s", [NewEvent("b", {})])
+    assert later[0]["seq"] == 3
+
+
+async def test_a_conflicting_event_id_voids_the_positions_it_took(
+    collections: Collections,
+) -> None:
+    writer = EventWriter(collections)
+    await writer.append("one", [NewEvent("a", {}, event_id="shared")])
+    with pytest.raises(Conflict):
+        await writer.append("two", [NewEvent("a", {}, event_id="shared")])
+    with pytest.raises(Conflict):
+        await writer.append(
+            "one", [NewEvent("a", {"changed": True}, event_id="shared")], exact_retries=True
+        )
+    assert [(d["seq"], d.get("void")) for d in await stored(collections, "two")] == [(1, True)]
+    assert [(d["seq"], d.get("void")) for d in await stored(collections, "one")] == [
+        (1, None),
+        (2, True),
+    ]

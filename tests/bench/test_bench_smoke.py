@@ -91,7 +91,7 @@ async def test_load_test_sse_ours_and_the_raw_ceiling(found: Backends) -> None:
 
 
 async def test_push_vs_poll_counts_queries_at_each_server(found: Backends) -> None:
-    rows = await push_vs_poll(found, clients=(2,), sessions=2, rate=20, duration=1.0, template=TINY)
+    rows = await push_vs_poll(found, clients=(2,), sessions=2, rate=20, duration=3.0, template=TINY)
     by_design = {row["design"]: row for row in rows}
     assert set(by_design) == {"ours/change_stream", "ours/poll", "seed (poll per connection)"}
     for row in rows:

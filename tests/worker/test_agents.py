@@ -155,7 +155,20 @@ async def test_an_agent_error_fails_the_run_without_a_traceback(
     error = {"type": "LookupError", "message": "the index is gone"}
     assert record["error"] == error
     events = await session_events(collections, "r1")
-    assert types(events) == ["run.queued", "run.started", "message.delta", "run.failed"]
+    assert types(events) == [
+        "run.queued",
+        "run.started",
+        "message.delta",
+        "message.completed",  # what it said before failing, marked incomplete
+        "run.failed",
+    ]
+    assert events[-2]["data"] == {
+        "message_id": "r1.m1",
+        "role": "assistant",
+        "content": "partial",
+        "incomplete": True,
+        "reason": "failed",
+    }
     assert events[-1]["data"] == {"run_id": "r1", "status": "failed", "error": error}
     assert "Traceback" not in str(events)
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import ast
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
-from arq.connections import ArqRedis
+from arq import create_pool
+from arq.connections import RedisSettings
 
 from app import jobs
 from app.mongo import Collections
@@ -26,13 +26,6 @@ from support.worker import (
     types,
     wait_status,
 )
-
-
-async def run_snippet(source: str, namespace: dict[str, Any]) -> None:
-    code = compile(source, str(DOC), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-    result = eval(code, namespace)
-    if asyncio.iscoroutine(result):
-        await result
 
 
 def test_jobs_are_json_and_results_keep_their_exceptions() -> None:
@@ -77,15 +70,29 @@ def test_the_contract_imports_without_the_rest_of_the_app() -> None:
 
 
 async def test_the_documented_plain_arq_example_runs(
-    settings: Settings, collections: Collections, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, collections: Collections, tmp_path: Path
 ) -> None:
+    """The README's snippet, run as a script of its own (no `python -m asyncio` needed)."""
     assert settings.redis_url is not None
-    monkeypatch.setenv("REDIS_URL", settings.redis_url.get())
-    namespace: dict[str, Any] = {}
-    await run_snippet(snippet("enqueue"), namespace)
-    redis: ArqRedis = namespace["redis"]
+    script = tmp_path / "enqueue.py"
+    script.write_text(snippet("enqueue"))
+    env = {**os.environ, "REDIS_URL": settings.redis_url.get()}
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.strip()
+    redis = await create_pool(
+        RedisSettings.from_dsn(settings.redis_url.get()),
+        job_serializer=orjson.dumps,
+        job_deserializer=orjson.loads,
+    )
     try:
-        run_id = namespace["run_id"]
         assert await queue_length(settings) == 1
         # Enqueueing the same run again is harmless: the job id is the run id.
         again = await redis.enqueue_job(
@@ -139,7 +146,9 @@ async def test_app_jobs_helpers_enqueue_once(settings: Settings, collections: Co
     ]
 
 
-async def test_a_pickled_job_is_refused(settings: Settings, collections: Collections) -> None:
+async def test_a_pickled_job_is_refused(
+    settings: Settings, collections: Collections, caplog: pytest.LogCaptureFixture
+) -> None:
     import pickle
 
     from arq import create_pool
@@ -162,6 +171,11 @@ async def test_a_pickled_job_is_refused(settings: Settings, collections: Collect
         await redis.aclose()
     assert worker.jobs_failed == 1
     assert await collections.runs.find_one({"run_id": "p1"}) is None
+    about = [r for r in caplog.records if "p1" in r.getMessage()]
+    assert len(about) == 1, [r.getMessage() for r in about]  # one line, no traceback
+    assert about[0].exc_info is None
+    assert about[0].getMessage().startswith("job p1 refused: the job is not JSON (arq's default")
+    assert "job_serializer=orjson.dumps" in about[0].getMessage()
 
 
 def test_docs_name_the_contract() -> None:

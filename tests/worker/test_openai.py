@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from support.worker import (
     text_chunks,
     types,
     wait_status,
+    worker_env,
 )
 from worker.agents import openai
 from worker.runtime import InputError
@@ -129,7 +132,15 @@ async def test_an_error_inside_the_stream_fails_the_run(
         record["error"]["message"] == "openai: stream error server_error: The server had an error."
     )
     events = await session_events(collections, "ai")
-    assert types(events) == ["run.queued", "run.started", "message.delta", "run.failed"]
+    assert types(events) == [
+        "run.queued",
+        "run.started",
+        "message.delta",
+        "message.completed",
+        "run.failed",
+    ]
+    assert events[-2]["data"]["incomplete"] is True
+    assert events[-2]["data"]["content"] == deltas_text(events)
 
 
 async def test_an_unreachable_provider_fails_the_run(
@@ -139,7 +150,37 @@ async def test_an_unreachable_provider_fails_the_run(
     await run(unreachable, {"prompt": "hi"})
     record = await wait_status(collections, "ai", "failed", timeout=10)
     assert record["error"]["type"] == "ProviderError"
-    assert record["error"]["message"].startswith("openai: ConnectError")
+    assert record["error"]["message"].startswith(
+        "openai: ConnectError at http://127.0.0.1:9/v1/chat/completions: "
+    )
+
+
+def test_the_worker_warns_at_start_up_when_openai_has_no_key(
+    settings: Settings, collections: Collections
+) -> None:
+    env = {k: v for k, v in worker_env(settings).items() if k != "OPENAI_API_KEY"}
+    env["OPENAI_BASE_URL"] = "http://127.0.0.1:9/v1"
+
+    def start(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        # --burst with an empty queue: the worker starts, finds nothing to do and exits.
+        return subprocess.run(
+            [sys.executable, "-m", "worker", "--burst"],
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    without = start(env)
+    assert without.returncode == 0, without.stderr
+    warnings = [line for line in without.stderr.splitlines() if "OPENAI_API_KEY" in line]
+    assert len(warnings) == 1, without.stderr
+    assert "WARNING" in warnings[0]
+    assert "http://127.0.0.1:9/v1" in warnings[0]
+    with_key = start(env | {"OPENAI_API_KEY": "sk-test"})
+    assert with_key.returncode == 0, with_key.stderr
+    assert "OPENAI_API_KEY" not in with_key.stderr
 
 
 @pytest.mark.parametrize(

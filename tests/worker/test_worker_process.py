@@ -91,7 +91,11 @@ async def test_cancelling_a_running_run_ends_it_within_seconds(
     events = await session_events(collections, "slow")
     assert_one_lifecycle(events)
     assert events[-1]["type"] == "run.cancelled"
-    assert "message.completed" not in types(events)
+    # The message it was streaming is closed with what was said, marked incomplete.
+    assert types(events)[-2] == "message.completed"
+    said = "".join(e["data"]["delta"] for e in events if e["type"] == "message.delta")
+    assert events[-2]["data"]["content"] == said
+    assert (events[-2]["data"]["incomplete"], events[-2]["data"]["reason"]) == (True, "cancelled")
     with pytest.raises(Exception, match="already ended: cancelled"):
         await runs.cancel(run_id)
 

@@ -77,6 +77,16 @@ class Registry:
             found = self._loaded[name] = _load(self.spec(name))
         return found
 
+    def problems(self) -> list[str]:
+        """Every registered agent that cannot be loaded, one line each (imports them all)."""
+        found = []
+        for name in self.names():
+            try:
+                self.load(name)
+            except AgentLoadError as exc:
+                found.append(str(exc))
+        return found
+
     def validate(self, name: str, value: dict[str, Any]) -> None:
         """Run the agent's input check, if it has one (raises InputError)."""
         agent = self.load(name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -20,6 +20,9 @@ from app.errors import APIError
 from app.validation import optional_identifier
 from worker.agents import check_fields, int_field, number_field, string_field
 from worker.runtime import Agent, AgentContext, InputError
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 MAX_MESSAGES = 1000
 MAX_CHARS = 100_000
@@ -103,7 +106,8 @@ async def run(ctx: AgentContext) -> None:
                 async for delta in _deltas(response):
                     await message.delta(delta)
     except httpx.HTTPError as exc:
-        raise ProviderError(f"openai: {type(exc).__name__}: {exc}") from exc
+        reason = str(exc) or "no detail"
+        raise ProviderError(f"openai: {type(exc).__name__} at {url}: {reason}") from exc
 
 
 async def _deltas(response: httpx.Response) -> AsyncIterator[str]:
@@ -126,6 +130,16 @@ async def _deltas(response: httpx.Response) -> AsyncIterator[str]:
             delta = (choice.get("delta") or {}).get("content") if isinstance(choice, dict) else None
             if isinstance(delta, str) and delta:
                 yield delta
+
+
+def missing_key(settings: Settings) -> str | None:
+    """The start-up warning when the agent has no OPENAI_API_KEY, else None."""
+    if settings.openai_api_key is not None:
+        return None
+    return (
+        f"agent openai: OPENAI_API_KEY is not set, so its runs send no key to"
+        f" {settings.openai_base_url} (fine only for an endpoint that needs none)"
+    )
 
 
 def _http_error(response: httpx.Response) -> str:
