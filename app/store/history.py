@@ -158,7 +158,12 @@ class History:
                     ]
                 }
             )
-        query: Document = conditions[0] if len(conditions) == 1 else {"$and": conditions}
+        query: Document = {}
+        for condition in conditions:  # one flat filter unless two conditions share a key
+            if query.keys() & condition.keys():
+                query = {"$and": conditions}
+                break
+            query.update(condition)
         cursor = (
             self._events.find(query, _NO_ID)
             .sort([("timestamp", 1), ("session_id", 1), ("seq", 1)])

@@ -283,6 +283,6 @@ def test_dev_without_arguments_lists_every_command() -> None:
     )
     assert shown.returncode == 2
     commands = [line.split()[1] for line in shown.stdout.splitlines() if line.startswith("  ./")]
-    assert commands == ["serve", "test", "check", "bench", "app", "worker"]
+    assert commands == ["serve", "test", "check", "bench", "fuzz", "app", "worker"]
     assert "set -euo" not in shown.stdout
     assert "#" not in shown.stdout

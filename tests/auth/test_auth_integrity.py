@@ -52,15 +52,23 @@ async def test_a_client_cannot_fake_or_hide_a_run_ending(
         assert (await stream.take(1))[0].event == "run.queued"
 
         # The attack as tried: a fake ending under the id the worker used to give its own.
-        fake = await post(client, "victim", {"type": "run.completed", "event_id": f"{run_id}.end"})
+        fake = await post(
+            client, "victim", {"type": "run.completed", "data": {}, "event_id": f"{run_id}.end"}
+        )
         assert fake.status_code == 400
         assert fake.json()["error"]["code"] == "reserved_type"
-        control = await post(client, "victim", {"events": [{"type": "stream.reconnect"}]})
+        control = await post(
+            client, "victim", {"events": [{"type": "stream.reconnect", "data": {}}]}
+        )
         assert control.json()["error"]["code"] == "reserved_type"
         # The old id is a client id like any other now; the service's ids are out of reach.
-        squat = await post(client, "victim", {"type": "note", "event_id": f"{run_id}.end"})
+        squat = await post(
+            client, "victim", {"type": "note", "data": {}, "event_id": f"{run_id}.end"}
+        )
         assert squat.status_code == 201, squat.text
-        taken = await post(client, "victim", {"type": "note", "event_id": f"{run_id}~end"})
+        taken = await post(
+            client, "victim", {"type": "note", "data": {}, "event_id": f"{run_id}~end"}
+        )
         assert taken.status_code == 400
 
         await burst(jwt_settings)
@@ -79,9 +87,13 @@ async def test_a_client_cannot_block_a_future_run(
     jwt_settings: Settings, jwt_api: RunningAPI
 ) -> None:
     async with httpx.AsyncClient(base_url=jwt_api.url, timeout=15) as client:
-        squat = await post(client, "elsewhere", {"type": "note", "event_id": "future-run.queued"})
+        squat = await post(
+            client, "elsewhere", {"type": "note", "data": {}, "event_id": "future-run.queued"}
+        )
         assert squat.status_code == 201, squat.text
-        reserved = await post(client, "elsewhere", {"type": "n", "event_id": "future-run~queued"})
+        reserved = await post(
+            client, "elsewhere", {"type": "n", "data": {}, "event_id": "future-run~queued"}
+        )
         assert reserved.status_code == 400
         async with open_stream(client, "target", access_token=token(sessions=["target"])) as s:
             started = await client.post(

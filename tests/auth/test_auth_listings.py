@@ -54,7 +54,12 @@ async def listed(jwt_settings: Settings) -> AsyncIterator[Listed]:
             for session in SESSIONS:
                 response = await client.post(
                     f"/v1/sessions/{session}/events",
-                    json={"events": [{"type": "n", "trace_id": "t-1"}, {"type": "n"}]},
+                    json={
+                        "events": [
+                            {"type": "n", "data": {}, "trace_id": "t-1"},
+                            {"type": "n", "data": {}},
+                        ]
+                    },
                     headers=admin,
                 )
                 assert response.status_code == 201, response.text

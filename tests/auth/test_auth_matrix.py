@@ -39,7 +39,14 @@ class Case:
 
 CASES = [
     Case("GET", "/v1/sessions/{session_id}/stream", "path", "events:read", 200),
-    Case("POST", "/v1/sessions/{session_id}/events", "path", "events:write", 201, {"type": "n"}),
+    Case(
+        "POST",
+        "/v1/sessions/{session_id}/events",
+        "path",
+        "events:write",
+        201,
+        {"type": "n", "data": {}},
+    ),
     Case("GET", "/v1/sessions/{session_id}/events", "path", "events:read", 200),
     Case("GET", "/v1/sessions/{session_id}/messages", "path", "events:read", 200),
     Case(

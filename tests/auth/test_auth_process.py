@@ -75,7 +75,9 @@ def test_token_values_never_reach_the_output(
     forged = token("forger", key="some-other-secret-that-is-32-bytes-long")
     with httpx.Client(base_url=url, timeout=15) as client:
         written = client.post(
-            "/v1/sessions/s1/events", json={"type": "n"}, headers=bearer(token(sessions=["s1"]))
+            "/v1/sessions/s1/events",
+            json={"type": "n", "data": {}},
+            headers=bearer(token(sessions=["s1"])),
         )
         assert written.status_code == 201, written.text
         client.cookies.set("agentstream_token", by_cookie)
@@ -92,7 +94,9 @@ def test_token_values_never_reach_the_output(
             assert refused.status_code == 401
             assert bad not in refused.text
         refused = client.post(
-            "/v1/sessions/s1/events", params={"access_token": by_query}, json={"type": "n"}
+            "/v1/sessions/s1/events",
+            params={"access_token": by_query},
+            json={"type": "n", "data": {}},
         )
         assert refused.status_code == 401
         ready = client.get("/readyz")

@@ -42,7 +42,7 @@ async def test_get_takes_the_cookie_or_the_query_token(jwt_api: RunningAPI) -> N
 
 async def test_writes_need_a_bearer_token_and_a_json_content_type(jwt_api: RunningAPI) -> None:
     writer = token(scope="events:write runs:write", sessions=["*"])
-    body = b'{"type": "n"}'
+    body = b'{"type": "n", "data": {}}'
     async with httpx.AsyncClient(base_url=jwt_api.url, timeout=15) as client:
         client.cookies.set("agentstream_token", writer)
         json_type = {"content-type": "application/json"}
