@@ -180,7 +180,7 @@ def _stream_event() -> Schema:
                 "required": ["id"],
             },
             {
-                "description": "The position asked for cannot be resumed exactly (expired or ahead).",
+                "description": "The position asked for cannot be resumed exactly.",
                 "properties": {"event": {"const": HISTORY_LOST}, "data": data("HistoryLost")},
             },
             {
