@@ -8,19 +8,22 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
+import pymongo
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 
 from app import errors
 from app.api import events, health, messages, runs
 from app.api import metrics as metrics_api
+from app.errors import PayloadTooLarge
 from app.feeds.base import Feed, Publisher
 from app.feeds.select import choose_feed
 from app.hub import Hub
 from app.jobs import QUEUE_NAME, arq_pool
+from app.limits import BodyLimitMiddleware, DeadlineMiddleware, StreamSlots, WriteRateLimiter
 from app.metrics import Metrics
 from app.migrations import migrate
-from app.mongo import Collections, connect
+from app.mongo import Collections, connect, is_replica_set
 from app.monitor import Monitor
 from app.runs import Runs
 from app.services import Services
@@ -30,6 +33,8 @@ from app.store.history import History
 from app.stream import SendWatchdog
 
 logger = logging.getLogger(__name__)
+
+MIGRATION_TIMEOUT = 600.0
 
 
 def create_app(
@@ -46,11 +51,18 @@ def create_app(
     if settings.mongo_url is None or settings.redis_url is None:
         raise ValueError("MONGO_URL and REDIS_URL must be set (./dev serve starts embedded ones)")
 
+    metrics = Metrics()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            app.state.services = await _open(settings, stack, mongo_listeners, feed_factory)
+            app.state.services = await _open(
+                settings, stack, mongo_listeners, feed_factory, metrics
+            )
             yield
+
+    def body_refused() -> None:
+        metrics.limit_rejections.labels(PayloadTooLarge.code).inc()
 
     app = Starlette(
         routes=[
@@ -60,13 +72,18 @@ def create_app(
             *runs.routes,
             *messages.routes,
         ],
-        exception_handlers={
-            errors.APIError: errors.api_error_handler,
-            HTTPException: errors.http_error_handler,
-            Exception: errors.internal_error_handler,
-        },
+        # Outermost first. The access-control middleware goes between the two: it sets
+        # scope["agentstream.subject"], which the stream caps and the rate limit read.
+        middleware=[
+            Middleware(
+                BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_refused=body_refused
+            ),
+            Middleware(DeadlineMiddleware, timeout=settings.request_timeout),
+        ],
+        exception_handlers={**errors.HANDLERS, Exception: errors.internal_error_handler},
         lifespan=lifespan,
     )
+    app.state.metrics = metrics
     return app
 
 
@@ -74,27 +91,36 @@ async def _open(
     settings: Settings,
     stack: contextlib.AsyncExitStack,
     listeners: Sequence[Any],
-    feed_factory: Callable[[Publisher], Feed] | None = None,
+    feed_factory: Callable[[Publisher], Feed] | None,
+    metrics: Metrics,
 ) -> Services:
     assert settings.mongo_url is not None
     assert settings.redis_url is not None
     logger.info("settings: %s", settings.describe())
     logger.info("MongoDB %s, database %s", redact_url(settings.mongo_url.get()), settings.mongo_db)
-    mongo = connect(settings.mongo_url.get(), event_listeners=list(listeners))
+    mongo = connect(
+        settings.mongo_url.get(), timeout=settings.request_timeout, event_listeners=list(listeners)
+    )
     stack.push_async_callback(mongo.close)
     collections = Collections.of(mongo, settings.mongo_db)
     if settings.migrate_on_startup:
-        changes = await migrate(collections, settings)
+        with pymongo.timeout(MIGRATION_TIMEOUT):  # index builds may take longer than a request
+            changes = await migrate(collections, settings)
         for change in changes:
             logger.info("migration: %s", change)
         logger.info("migrations: %s", f"{len(changes)} changes" if changes else "up to date")
     logger.info("Redis %s", redact_url(settings.redis_url.get()))
-    redis = await arq_pool(settings.redis_url.get())
+    # Half of REQUEST_TIMEOUT, so a run whose enqueue timed out can still be recorded failed.
+    redis = await arq_pool(settings.redis_url.get(), timeout=settings.request_timeout / 2)
     stack.push_async_callback(redis.aclose)
 
-    metrics = Metrics()
+    transactions = await is_replica_set(mongo)
+    logger.info("batches: %s", "one transaction each" if transactions else "no transactions")
     writer = EventWriter(
-        collections, max_event_bytes=settings.event_max_bytes, on_insert=metrics.observe_insert
+        collections,
+        max_event_bytes=settings.event_max_bytes,
+        on_insert=metrics.observe_insert,
+        transactions=transactions,
     )
     history = History(collections, on_query=metrics.observe_query)
 
@@ -137,6 +163,12 @@ async def _open(
         monitor=monitor,
         watchdog=watchdog,
         runs=Runs(settings=settings, collections=collections, writer=writer, redis=redis),
+        stream_slots=StreamSlots(
+            settings.sse_max_connections,
+            settings.sse_max_connections_per_subject,
+            metrics=metrics,
+        ),
+        write_rate=WriteRateLimiter(settings.write_rate_limit, metrics=metrics),
     )
 
 

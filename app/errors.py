@@ -1,10 +1,21 @@
-"""Small exception classes for client errors, mapped to the JSON error shape in one place."""
+"""Small exception classes for client errors, mapped to the JSON error shape in one place.
+
+This is also the one place where an outage becomes an answer: any PyMongo or Redis error that
+reaches a handler is a 503 `unavailable` with `Retry-After`, never a 500. (The drivers'
+timeouts, set from REQUEST_TIMEOUT in app/mongo.py and app/jobs.py, make sure it arrives.)
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import math
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError, WTimeoutError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeout
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
@@ -15,15 +26,27 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+UNAVAILABLE_RETRY_AFTER = 2  # seconds a client waits after an outage answer
+
+
+def retry_after(seconds: float) -> int:
+    """`Retry-After` is always whole seconds, at least 1."""
+    return max(1, math.ceil(seconds))
+
+
 class APIError(Exception):
-    """An error the client can act on. Subclasses fix the status and the code."""
+    """An error the client can act on. Subclasses fix the status and the code.
+
+    `retry_after` (seconds), when set, becomes a `Retry-After` header of whole seconds.
+    """
 
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.retry_after = retry_after
 
 
 class BadRequest(APIError):
@@ -54,6 +77,30 @@ class ServiceUnavailable(APIError):
     status = 503
     code = "unavailable"
 
+    def __init__(self, message: str, *, retry_after: float | None = UNAVAILABLE_RETRY_AFTER):
+        super().__init__(message, retry_after=retry_after)
+
+
+class OverCapacity(APIError):
+    """SSE_MAX_CONNECTIONS streams are open in this process."""
+
+    status = 503
+    code = "over_capacity"
+
+
+class TooManyStreams(APIError):
+    """The subject holds SSE_MAX_CONNECTIONS_PER_SUBJECT streams in this process."""
+
+    status = 429
+    code = "too_many_streams"
+
+
+class RateLimited(APIError):
+    """The subject writes faster than WRITE_RATE_LIMIT."""
+
+    status = 429
+    code = "rate_limited"
+
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -64,13 +111,56 @@ _HTTP_CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def error_response(
+    status: int, code: str, message: str, *, retry: float | None = None
+) -> JSONResponse:
+    headers = None if retry is None else {"Retry-After": str(retry_after(retry))}
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
 
 
 async def api_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
-    return error_response(exc.status, exc.code, exc.message)
+    return error_response(exc.status, exc.code, exc.message, retry=exc.retry_after)
+
+
+def dependency_of(exc: BaseException) -> str | None:
+    """The backend `exc` comes from: "mongo", "redis", or None."""
+    if isinstance(exc, PyMongoError):
+        return "mongo"
+    if isinstance(exc, RedisError):
+        return "redis"
+    return None
+
+
+def _transient(exc: Exception) -> bool:
+    """An outage or a timeout, as opposed to an error the service itself caused."""
+    if isinstance(exc, RedisError):
+        return isinstance(exc, RedisConnectionError | RedisTimeout)
+    if isinstance(exc, ConnectionFailure | ExecutionTimeout | WTimeoutError):
+        return True
+    return isinstance(exc, PyMongoError) and exc.timeout
+
+
+async def unavailable_handler(request: Request, exc: Exception) -> Response:
+    """A MongoDB or Redis error during a request: 503 `unavailable`, with Retry-After."""
+    dependency = dependency_of(exc) or "backend"
+    where = f"{request.method} {request.url.path}"
+    if _transient(exc):
+        logger.warning("%s unavailable on %s: %s", dependency, where, exc)
+    else:
+        logger.error("%s error on %s", dependency, where, exc_info=exc)
+    services = getattr(request.app.state, "services", None)
+    if services is not None:
+        services.metrics.unavailable.labels(dependency).inc()
+    name = "MongoDB" if dependency == "mongo" else "Redis"
+    return error_response(
+        503,
+        "unavailable",
+        f"{name} is unavailable or did not answer in time; retry after the delay given",
+        retry=UNAVAILABLE_RETRY_AFTER,
+    )
 
 
 async def http_error_handler(request: Request, exc: Exception) -> Response:
@@ -85,3 +175,13 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
 async def internal_error_handler(request: Request, exc: Exception) -> Response:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal", "internal server error")
+
+
+type Handler = Callable[[Any, Exception], Coroutine[Any, Any, Response]]
+
+HANDLERS: dict[Any, Handler] = {
+    APIError: api_error_handler,
+    HTTPException: http_error_handler,
+    PyMongoError: unavailable_handler,
+    RedisError: unavailable_handler,
+}

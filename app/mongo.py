@@ -13,12 +13,30 @@ from pymongo.errors import DuplicateKeyError
 type Document = dict[str, Any]
 
 
-def connect(url: str, **options: Any) -> AsyncMongoClient[Document]:
-    """A client with the options the service relies on: aware UTC datetimes, a short server wait."""
+def connect(
+    url: str, *, timeout: float | None = None, **options: Any
+) -> AsyncMongoClient[Document]:
+    """A client with the options the service relies on: aware UTC datetimes, a short server wait.
+
+    `timeout` (seconds; the API passes REQUEST_TIMEOUT) bounds every operation, server
+    selection and connecting included (PyMongo's `timeoutMS`): a stalled server then costs a
+    timeout error, never a hang. `pymongo.timeout(...)` blocks override it where needed.
+    """
     options.setdefault("tz_aware", True)
     options.setdefault("appname", "agentstream")
     options.setdefault("serverSelectionTimeoutMS", 5_000)
+    if timeout is not None:
+        millis = round(timeout * 1000)
+        options.setdefault("timeoutMS", millis)
+        options["serverSelectionTimeoutMS"] = min(options["serverSelectionTimeoutMS"], millis)
+        options.setdefault("connectTimeoutMS", millis)
     return AsyncMongoClient(url, **options)
+
+
+async def is_replica_set(client: AsyncMongoClient[Document]) -> bool:
+    """True on a replica set or through mongos: where multi-document transactions exist."""
+    hello = await client.admin.command("hello")
+    return "setName" in hello or hello.get("msg") == "isdbgrid"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -104,6 +105,13 @@ class Settings:
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.TEXT
     migrate_on_startup: bool = True
+    max_body_bytes: int = 1024 * 1024
+    sse_max_connections: int = 10_000
+    sse_max_connections_per_subject: int = 100
+    write_rate_limit: float = 0.0
+    request_timeout: float = 10.0
+    header_timeout: float = 10.0
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -209,6 +217,21 @@ def _secret(variable: str, raw: str) -> Secret:
     return Secret(raw)
 
 
+def _addresses(variable: str, raw: str) -> tuple[str, ...]:
+    accepts = "a comma-separated list of IP addresses or networks, or *"
+    parts = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not parts:
+        raise SettingsError(variable, raw, accepts)
+    for part in parts:
+        if part == "*":
+            continue
+        try:
+            ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            raise SettingsError(variable, raw, accepts) from None
+    return parts
+
+
 def _agents(variable: str, raw: str) -> tuple[str, ...]:
     specs = tuple(part.strip() for part in raw.split(",") if part.strip())
     for spec in specs:
@@ -251,6 +274,16 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "log_level": ("LOG_LEVEL", _log_level),
     "log_format": ("LOG_FORMAT", _choice(LogFormat)),
     "migrate_on_startup": ("MIGRATE_ON_STARTUP", _bool),
+    "max_body_bytes": ("MAX_BODY_BYTES", _number(int, 1024, 1024 * 1024 * 1024)),
+    "sse_max_connections": ("SSE_MAX_CONNECTIONS", _number(int, 1, 10_000_000)),
+    "sse_max_connections_per_subject": (
+        "SSE_MAX_CONNECTIONS_PER_SUBJECT",
+        _number(int, 1, 10_000_000),
+    ),
+    "write_rate_limit": ("WRITE_RATE_LIMIT", _number(float, 0.0, 1_000_000.0)),
+    "request_timeout": ("REQUEST_TIMEOUT", _number(float, 1.0, 600.0)),
+    "header_timeout": ("HEADER_TIMEOUT", _number(float, 0.0, 3_600.0, low_open=True)),
+    "forwarded_allow_ips": ("FORWARDED_ALLOW_IPS", _addresses),
 }
 
 ENVIRONMENT_VARIABLES: tuple[str, ...] = tuple(variable for variable, _ in _PARSERS.values())

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from starlette.types import Message, Receive, Scope, Send
 
     from app.hub import Subscription
+    from app.limits import Slot
     from app.services import Services
 
 logger = logging.getLogger(__name__)
@@ -46,8 +47,9 @@ class Start:
 class EventStream:
     """The ASGI response for GET /v1/sessions/{id}/stream."""
 
-    def __init__(self, services: Services, session_id: str, start: Start) -> None:
+    def __init__(self, services: Services, session_id: str, start: Start, slot: Slot) -> None:
         self._svc = services
+        self._slot = slot
         self._session_id = session_id
         self._start = start
         self._position = start.position
@@ -59,6 +61,10 @@ class EventStream:
         self._task: asyncio.Task[object] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with self._slot:  # the stream's place under the caps, released however it ends
+            await self._serve(receive, send)
+
+    async def _serve(self, receive: Receive, send: Send) -> None:
         await send(
             {
                 "type": "http.response.start",
@@ -70,8 +76,6 @@ class EventStream:
                 ],
             }
         )
-        metrics = self._svc.metrics
-        metrics.sse_connections.inc()
         self._task = asyncio.current_task()
         watchdog = self._svc.watchdog
         watchdog.add(self)
@@ -90,7 +94,7 @@ class EventStream:
                 logger.debug("client of %s went away at %s", self._session_id, self._position)
         finally:
             watchdog.discard(self)
-            metrics.sse_connections.dec()
+            self._slot.release()
         if not self._disconnected.is_set():
             await self._write(send, b"", more=False)
 

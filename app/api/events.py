@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import pymongo
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
+from app.limits import subject_of
 from app.services import Services, services
 from app.store import tokens
 from app.store.codec import event_view
@@ -39,8 +41,7 @@ async def read_json(request: Request, max_bytes: int) -> Any:
 async def append_events(request: Request) -> Response:
     svc = services(request)
     session_id = identifier(request.path_params["session_id"], "session_id")
-    limit = svc.settings.event_max_bytes * MAX_BATCH + 1024
-    body = await read_json(request, limit)
+    body = await read_json(request, svc.settings.max_body_bytes)
     if isinstance(body, dict) and "events" in body:
         if set(body) != {"events"}:
             raise BadRequest("a batch body holds only the field 'events'")
@@ -52,6 +53,7 @@ async def append_events(request: Request) -> Response:
         events = [NewEvent.parse(item, where=f"events[{i}]") for i, item in enumerate(items)]
     else:
         events = [NewEvent.parse(body)]
+    svc.write_rate.take(subject_of(request.scope), len(events))
     stored = await svc.writer.append(session_id, events)
     return JSONResponse(
         {
@@ -71,8 +73,15 @@ async def append_events(request: Request) -> Response:
 async def stream_events(request: Request) -> Response:
     svc = services(request)
     session_id = identifier(request.path_params["session_id"], "session_id")
-    start = await resolve_start(svc, session_id, request)
-    return EventStream(svc, session_id, start)  # type: ignore[return-value]
+    # The caps decide before anything is read or sent: 503 over_capacity, 429 too_many_streams.
+    slot = svc.stream_slots.reserve(subject_of(request.scope))
+    try:
+        with pymongo.timeout(svc.settings.request_timeout):
+            start = await resolve_start(svc, session_id, request)
+    except BaseException:
+        slot.release()
+        raise
+    return EventStream(svc, session_id, start, slot)  # type: ignore[return-value]
 
 
 async def resolve_start(svc: Services, session_id: str, request: Request) -> Start:
