@@ -57,7 +57,6 @@ class Stream:
                 taken.append(await anext(self._events))
         return taken
 
-
     async def rest(self, timeout: float = 30.0) -> list[Event]:
         """Every event until the server ends the stream (after any `take`)."""
         if self._events is None:
