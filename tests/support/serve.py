@@ -134,10 +134,8 @@ def _wait_healthy(served: ServedAPI, timeout: float) -> None:
                 pass
             if time.monotonic() > deadline:
                 raise AssertionError(f"app serve did not answer in {timeout}s:\n{served.output()}")
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 served.process.wait(0.05)  # wakes early if the process exits
-            except subprocess.TimeoutExpired:
-                pass
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
