@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
-import pymongo
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
@@ -33,8 +32,6 @@ from app.store.history import History
 from app.stream import SendWatchdog
 
 logger = logging.getLogger(__name__)
-
-MIGRATION_TIMEOUT = 600.0
 
 
 def create_app(
@@ -98,14 +95,11 @@ async def _open(
     assert settings.redis_url is not None
     logger.info("settings: %s", settings.describe())
     logger.info("MongoDB %s, database %s", redact_url(settings.mongo_url.get()), settings.mongo_db)
-    mongo = connect(
-        settings.mongo_url.get(), timeout=settings.request_timeout, event_listeners=list(listeners)
-    )
+    mongo = connect(settings.mongo_url.get(), event_listeners=list(listeners))
     stack.push_async_callback(mongo.close)
     collections = Collections.of(mongo, settings.mongo_db)
     if settings.migrate_on_startup:
-        with pymongo.timeout(MIGRATION_TIMEOUT):  # index builds may take longer than a request
-            changes = await migrate(collections, settings)
+        changes = await migrate(collections, settings)
         for change in changes:
             logger.info("migration: %s", change)
         logger.info("migrations: %s", f"{len(changes)} changes" if changes else "up to date")

@@ -13,23 +13,18 @@ from pymongo.errors import DuplicateKeyError
 type Document = dict[str, Any]
 
 
-def connect(
-    url: str, *, timeout: float | None = None, **options: Any
-) -> AsyncMongoClient[Document]:
+def connect(url: str, **options: Any) -> AsyncMongoClient[Document]:
     """A client with the options the service relies on: aware UTC datetimes, a short server wait.
 
-    `timeout` (seconds; the API passes REQUEST_TIMEOUT) bounds every operation, server
-    selection and connecting included (PyMongo's `timeoutMS`): a stalled server then costs a
-    timeout error, never a hang. `pymongo.timeout(...)` blocks override it where needed.
+    No client-wide operation timeout: a request bounds its own operations with
+    `pymongo.timeout(REQUEST_TIMEOUT)` (app/limits/deadline.py), while the feeds wait out an
+    outage and go on (a stalled server is noticed by PyMongo's monitor, which interrupts them).
+    A client-wide `timeoutMS` made overload worse: reads that timed out were retried by
+    reconnecting clients while the server still worked on the abandoned ones.
     """
     options.setdefault("tz_aware", True)
     options.setdefault("appname", "agentstream")
     options.setdefault("serverSelectionTimeoutMS", 5_000)
-    if timeout is not None:
-        millis = round(timeout * 1000)
-        options.setdefault("timeoutMS", millis)
-        options["serverSelectionTimeoutMS"] = min(options["serverSelectionTimeoutMS"], millis)
-        options.setdefault("connectTimeoutMS", millis)
     return AsyncMongoClient(url, **options)
 
 

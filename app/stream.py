@@ -14,6 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+import pymongo
 from pymongo.errors import PyMongoError
 
 from app.logs import log_context
@@ -158,7 +159,8 @@ class EventStream:
         history = self._svc.history
         while True:
             subscription.overflowed = False
-            docs = await history.after(self._session_id, self._position, CATCH_UP_PAGE)
+            with pymongo.timeout(self._svc.settings.request_timeout):  # 503-like: ends the stream
+                docs = await history.after(self._session_id, self._position, CATCH_UP_PAGE)
             for doc in docs:
                 self._pending[doc["seq"]] = None if doc.get("void") else event_frame(doc)
             await self._flush(send)
@@ -202,7 +204,8 @@ class EventStream:
         logger.info("positions %s of %s overdue; reading them", missing, self._session_id)
         self._gap_since = time.monotonic()  # on failure, the next try is one gap timeout away
         try:
-            found = await self._svc.hub.fill(self._session_id, missing)
+            with pymongo.timeout(self._svc.settings.request_timeout):
+                found = await self._svc.hub.fill(self._session_id, missing)
         except PyMongoError as exc:
             logger.warning("could not read overdue positions of %s: %s", self._session_id, exc)
             return

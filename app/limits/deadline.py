@@ -3,12 +3,12 @@
 PyMongo's client-side operation timeout (`pymongo.timeout`, a context variable) covers server
 selection, connection checkout and each round trip; when the deadline passes, the operation
 raises a PyMongo timeout error, which app/errors.py answers with 503 `unavailable`. So a
-stalled database costs a request at most REQUEST_TIMEOUT, never a hang. (The client's own
-`timeoutMS`, the same value, bounds each operation outside requests: feeds, monitor.)
+stalled database costs a request at most REQUEST_TIMEOUT, never a hang.
 
-A stream is no ordinary request: it lives for minutes, so it is left out here; its start
-(`resolve_start`) takes the deadline itself, and each of its later reads has the client's
-per-operation bound.
+A stream is no ordinary request: it lives for minutes, so it is left out here. Its start
+(`resolve_start`) takes the deadline itself, and so does each of its catch-up and gap reads
+(app/stream.py): one that times out ends the stream with `stream.reconnect` (`unavailable`).
+The live path reads nothing per client; the feeds wait out an outage and go on.
 """
 
 from __future__ import annotations

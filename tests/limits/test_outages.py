@@ -9,7 +9,7 @@ import dataclasses
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -21,6 +21,7 @@ from embedded.redis import start_redis, stop
 from support.serve import ServedAPI, app_serve
 from support.servers import MongoSource
 from support.sse import open_stream
+from support.tcpproxy import TCPProxy
 from support.waits import eventually_async
 
 pytestmark = pytest.mark.timeout(180)
@@ -39,10 +40,30 @@ def stopped(process: subprocess.Popen[bytes]) -> Iterator[None]:
         process.send_signal(signal.SIGCONT)
 
 
-def frozen_mongo(mongo: MongoSource) -> subprocess.Popen[bytes]:
-    if mongo.process is None:
-        pytest.skip("stalls the embedded MongoDB server's process; MONGO_URL points elsewhere")
-    return mongo.process
+@contextlib.asynccontextmanager
+async def stallable_mongo(
+    mongo: MongoSource, settings: Settings
+) -> AsyncIterator[tuple[Settings, Callable[[], contextlib.AbstractContextManager[None]]]]:
+    """Settings for the API and a way to stall its MongoDB: the embedded server's process is
+    stopped with SIGSTOP; any other MongoDB (MONGO_URL) is reached through a TCP proxy that
+    stops passing bytes."""
+    if mongo.process is not None:
+        process = mongo.process
+        yield settings, lambda: stopped(process)
+        return
+    assert settings.mongo_url is not None
+    url = settings.mongo_url.get()
+    async with TCPProxy.for_url(url) as proxy:
+
+        @contextlib.contextmanager
+        def held() -> Iterator[None]:
+            proxy.hold()
+            try:
+                yield
+            finally:
+                proxy.release()
+
+        yield dataclasses.replace(settings, mongo_url=Secret(proxy.url_through(url))), held
 
 
 @contextlib.asynccontextmanager
@@ -82,13 +103,16 @@ async def stream_ends_unavailable(client: httpx.AsyncClient, token: str) -> None
 async def test_a_stalled_database_answers_503_then_recovers_without_loss(
     settings: Settings, collections: Collections, mongo: MongoSource, tmp_path: Path
 ) -> None:
-    process = frozen_mongo(mongo)
-    async with served(settings, tmp_path) as api, api.client() as client:
+    async with (
+        stallable_mongo(mongo, settings) as (through, stall),
+        served(through, tmp_path) as api,
+        api.client() as client,
+    ):
         first = await client.post("/v1/sessions/stall/events", json=batch("before", 3))
         assert first.status_code == 201, first.text
         async with open_stream(client, "stall") as stream:
             got = await stream.take(3)
-            with stopped(process):
+            with stall():
                 for request in (
                     client.build_request("POST", "/v1/sessions/stall/events", json=batch("b", 5)),
                     client.build_request("GET", "/v1/sessions/stall/events"),

@@ -3,6 +3,7 @@ does at its edges (limits, outages, connection storms): the same entry point ope
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import os
@@ -117,8 +118,14 @@ def serving(
 async def app_serve(
     settings: Settings, log_dir: Path, *, timeout: float = 60.0, **extra: str
 ) -> AsyncIterator[ServedAPI]:
-    with serving(settings, log_dir, timeout=timeout, **extra) as served:
+    """`serving` for one test; the wait for start-up runs in a thread, so the test's event loop
+    (a TCP proxy between the server and MongoDB, say) keeps running meanwhile."""
+    context = serving(settings, log_dir, timeout=timeout, **extra)
+    served = await asyncio.to_thread(context.__enter__)
+    try:
         yield served
+    finally:
+        await asyncio.to_thread(context.__exit__, None, None, None)
 
 
 def _wait_healthy(served: ServedAPI, timeout: float) -> None:
