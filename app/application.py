@@ -8,9 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
-from pymongo.errors import ConnectionFailure
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
@@ -20,13 +18,15 @@ from app.api import metrics as metrics_api
 from app.auth.middleware import AuthMiddleware
 from app.auth.routes import check_routes
 from app.auth.verifier import Verifier
+from app.errors import PayloadTooLarge
 from app.feeds.base import Feed, Publisher
 from app.feeds.select import choose_feed
 from app.hub import Hub
 from app.jobs import QUEUE_NAME, arq_pool
+from app.limits import BodyLimitMiddleware, DeadlineMiddleware, StreamSlots, WriteRateLimiter
 from app.metrics import Metrics
 from app.migrations import migrate
-from app.mongo import Collections, connect
+from app.mongo import Collections, connect, is_replica_set
 from app.monitor import Monitor
 from app.runs import Runs
 from app.services import Services
@@ -55,10 +55,14 @@ def create_app(
         raise ValueError("MONGO_URL and REDIS_URL must be set (./dev serve starts embedded ones)")
     verifier = Verifier.from_settings(settings)
 
+    metrics = Metrics()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            app.state.services = await _open(settings, stack, mongo_listeners, feed_factory)
+            app.state.services = await _open(
+                settings, stack, mongo_listeners, feed_factory, metrics
+            )
             yield
 
     routes = [
@@ -73,20 +77,27 @@ def create_app(
         *docs.routes(settings),
     ]
     check_routes(routes)
+
+    def body_refused() -> None:
+        metrics.limit_rejections.labels(PayloadTooLarge.code).inc()
+
     app = Starlette(
         routes=routes,
+        # Outermost first. Access control sets scope["agentstream.subject"], which the
+        # stream caps and the rate limit (applied in the handlers) read.
         middleware=[
             *_cors(settings),
             Middleware(errors.InternalErrors),
+            Middleware(
+                BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_refused=body_refused
+            ),
             Middleware(AuthMiddleware, verifier=verifier),
+            Middleware(DeadlineMiddleware, timeout=settings.request_timeout),
         ],
-        exception_handlers={
-            errors.APIError: errors.api_error_handler,
-            HTTPException: errors.http_error_handler,
-            ConnectionFailure: errors.database_error_handler,
-        },
+        exception_handlers=errors.HANDLERS,
         lifespan=lifespan,
     )
+    app.state.metrics = metrics
     return app
 
 
@@ -112,7 +123,8 @@ async def _open(
     settings: Settings,
     stack: contextlib.AsyncExitStack,
     listeners: Sequence[Any],
-    feed_factory: Callable[[Publisher], Feed] | None = None,
+    feed_factory: Callable[[Publisher], Feed] | None,
+    metrics: Metrics,
 ) -> Services:
     assert settings.mongo_url is not None
     assert settings.redis_url is not None
@@ -131,12 +143,17 @@ async def _open(
             logger.info("migration: %s", change)
         logger.info("migrations: %s", f"{len(changes)} changes" if changes else "up to date")
     logger.info("Redis %s", redact_url(settings.redis_url.get()))
-    redis = await arq_pool(settings.redis_url.get())
+    # Half of REQUEST_TIMEOUT, so a run whose enqueue timed out can still be recorded failed.
+    redis = await arq_pool(settings.redis_url.get(), timeout=settings.request_timeout / 2)
     stack.push_async_callback(redis.aclose)
 
-    metrics = Metrics()
+    transactions = await is_replica_set(mongo)
+    logger.info("batches: %s", "one transaction each" if transactions else "no transactions")
     writer = EventWriter(
-        collections, max_event_bytes=settings.event_max_bytes, on_insert=metrics.observe_insert
+        collections,
+        max_event_bytes=settings.event_max_bytes,
+        on_insert=metrics.observe_insert,
+        transactions=transactions,
     )
     history = History(collections, on_query=metrics.observe_query)
 
@@ -179,6 +196,12 @@ async def _open(
         monitor=monitor,
         watchdog=watchdog,
         runs=Runs(settings=settings, collections=collections, writer=writer, redis=redis),
+        stream_slots=StreamSlots(
+            settings.sse_max_connections,
+            settings.sse_max_connections_per_subject,
+            metrics=metrics,
+        ),
+        write_rate=WriteRateLimiter(settings.write_rate_limit, metrics=metrics),
     )
 
 

@@ -109,8 +109,10 @@ def _serve(settings: Settings) -> int:
     if not _require_urls(settings):
         return 2
     from app.application import create_app
-    from app.server import build_server
+    from app.server import build_server, raise_open_file_limit
 
+    soft, hard = raise_open_file_limit()
+    logger.info("open file limit: %d (hard %d)", soft, hard)
     server = build_server(create_app(settings), settings)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises Ctrl-C again once stopped
         server.run()

@@ -23,6 +23,8 @@ from typing import Any, TypedDict
 import orjson
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.jobs import Job
+from redis.asyncio import ConnectionPool
+from redis.exceptions import RedisError
 
 __all__ = [
     "JOB_FUNCTION",
@@ -48,6 +50,7 @@ RUN_ID_MAX = 96  # event and message ids derive from it ("<run_id>~<n>") and mus
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _AGENT = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _EXCEPTION = "__exception__"
+_CONNECT_TRIES = 6
 
 
 class RunArgs(TypedDict):
@@ -165,14 +168,42 @@ def _decode_exception(value: object) -> BaseException:
     return JobFailed(type_name, message)
 
 
-async def arq_pool(redis_url: str) -> ArqRedis:
-    """An ARQ Redis pool speaking this contract: the JSON serializer and the runs queue."""
-    return await create_pool(
-        RedisSettings.from_dsn(redis_url),
+async def arq_pool(redis_url: str, *, timeout: float | None = None) -> ArqRedis:
+    """An ARQ Redis pool speaking this contract: the JSON serializer and the runs queue.
+
+    `timeout` (seconds), when given, bounds connecting and every command (redis-py's socket
+    timeouts): a stalled Redis then raises redis.exceptions.TimeoutError instead of hanging.
+    """
+    if timeout is None:
+        return await create_pool(
+            RedisSettings.from_dsn(redis_url),
+            job_serializer=serialize,
+            job_deserializer=deserialize,
+            default_queue_name=QUEUE_NAME,
+        )
+    pool = ConnectionPool.from_url(
+        redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+    )
+    redis = ArqRedis(
+        pool,
         job_serializer=serialize,
         job_deserializer=deserialize,
         default_queue_name=QUEUE_NAME,
     )
+    redis.auto_close_connection_pool = True
+    try:
+        for attempt in range(_CONNECT_TRIES):  # like arq's create_pool: Redis may be starting
+            try:
+                await redis.ping()
+                break
+            except (RedisError, OSError):
+                if attempt == _CONNECT_TRIES - 1:
+                    raise
+                await asyncio.sleep(1.0)
+    except BaseException:
+        await redis.aclose()
+        raise
+    return redis
 
 
 def bind(redis: ArqRedis) -> ArqRedis:

@@ -14,6 +14,26 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 RUN_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 SUBSCRIBER_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000)
 
+# Label values are never taken from clients unchecked (each would be a new series): event types
+# outside this list count as "other"; agents outside the registry as "other".
+KNOWN_EVENT_TYPES = frozenset(
+    {
+        "run.queued",
+        "run.started",
+        "run.completed",
+        "run.failed",
+        "run.cancelled",
+        "run.timed_out",
+        "message.delta",
+        "message.completed",
+    }
+)
+OTHER = "other"
+
+
+def type_label(event_type: str) -> str:
+    return event_type if event_type in KNOWN_EVENT_TYPES else OTHER
+
 
 class _SubscriberDistribution(Collector):
     """Subscribers per session as a histogram, computed at scrape time from the hub."""
@@ -40,7 +60,10 @@ class WriterMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.events_created = Counter(
-            "agentstream_events_created", "Events stored, by type", ["type"], registry=r
+            "agentstream_events_created",
+            "Events stored, by type (the service's own types; any other is 'other')",
+            ["type"],
+            registry=r,
         )
         self.insert_seconds = Histogram(
             "agentstream_event_insert_seconds",
@@ -52,7 +75,30 @@ class WriterMetrics:
     def observe_insert(self, docs: Sequence[Document], seconds: float) -> None:
         self.insert_seconds.observe(seconds)
         for doc in docs:
-            self.events_created.labels(doc["type"]).inc()
+            self.events_created.labels(type_label(doc["type"])).inc()
+
+
+class BoundedLabel:
+    """A label whose values come from outside the code (agent names in jobs, error types):
+    the first `limit` distinct values are kept, any later one is "other"."""
+
+    __slots__ = ("_limit", "_seen")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        if len(self._seen) >= self._limit:
+            return OTHER
+        self._seen.add(value)
+        return value
+
+
+MAX_AGENT_LABELS = 50
+MAX_REASON_LABELS = 50
 
 
 class WorkerMetrics(WriterMetrics):
@@ -61,6 +107,8 @@ class WorkerMetrics(WriterMetrics):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         super().__init__(registry)
         r = self.registry
+        self._agent_label = BoundedLabel(MAX_AGENT_LABELS)
+        self._reason_label = BoundedLabel(MAX_REASON_LABELS)
         self.runs = Counter(
             "agentstream_runs", "Runs ended, by agent and status", ["agent", "status"], registry=r
         )
@@ -87,11 +135,12 @@ class WorkerMetrics(WriterMetrics):
     def observe_run(
         self, agent: str, status: str, seconds: float | None, reason: str | None
     ) -> None:
+        agent = self._agent_label(agent)
         self.runs.labels(agent, status).inc()
         if seconds is not None:
             self.run_seconds.labels(agent).observe(seconds)
         if reason is not None:
-            self.run_failures.labels(agent, reason).inc()
+            self.run_failures.labels(agent, self._reason_label(reason)).inc()
 
 
 class Metrics(WriterMetrics):
@@ -164,6 +213,38 @@ class Metrics(WriterMetrics):
             "agentstream_collection_documents",
             "Collection document count (collStats)",
             ["collection"],
+            registry=r,
+        )
+
+        self.sse_connection_limit = Gauge(
+            "agentstream_sse_connection_limit",
+            "Open streams this process allows (SSE_MAX_CONNECTIONS)",
+            registry=r,
+        )
+        self.sse_subjects = Gauge(
+            "agentstream_sse_subjects", "Subjects holding at least one open stream", registry=r
+        )
+        self.rate_limit_subjects = Gauge(
+            "agentstream_rate_limit_subjects",
+            "Subjects whose write-rate bucket is not full (held in memory)",
+            registry=r,
+        )
+        self.limit_rejections = Counter(
+            "agentstream_limit_rejections",
+            "Requests refused by a limit, by error code: payload_too_large, over_capacity,"
+            " too_many_streams, rate_limited",
+            ["code"],
+            registry=r,
+        )
+        self.unavailable = Counter(
+            "agentstream_unavailable",
+            "Requests answered 503 unavailable, by the backend that failed (mongo, redis)",
+            ["dependency"],
+            registry=r,
+        )
+        self.header_timeouts = Counter(
+            "agentstream_header_timeouts",
+            "Connections closed because their request headers took over HEADER_TIMEOUT",
             registry=r,
         )
 

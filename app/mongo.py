@@ -14,11 +14,24 @@ type Document = dict[str, Any]
 
 
 def connect(url: str, **options: Any) -> AsyncMongoClient[Document]:
-    """A client with the options the service relies on: aware UTC datetimes, a short server wait."""
+    """A client with the options the service relies on: aware UTC datetimes, a short server wait.
+
+    No client-wide operation timeout: a request bounds its own operations with
+    `pymongo.timeout(REQUEST_TIMEOUT)` (app/limits/deadline.py), while the feeds wait out an
+    outage and go on (a stalled server is noticed by PyMongo's monitor, which interrupts them).
+    A client-wide `timeoutMS` made overload worse: reads that timed out were retried by
+    reconnecting clients while the server still worked on the abandoned ones.
+    """
     options.setdefault("tz_aware", True)
     options.setdefault("appname", "agentstream")
     options.setdefault("serverSelectionTimeoutMS", 5_000)
     return AsyncMongoClient(url, **options)
+
+
+async def is_replica_set(client: AsyncMongoClient[Document]) -> bool:
+    """True on a replica set or through mongos: where multi-document transactions exist."""
+    hello = await client.admin.command("hello")
+    return "setName" in hello or hello.get("msg") == "isdbgrid"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -1,15 +1,24 @@
-"""Uvicorn, with shutdown that ends open streams first instead of waiting on them forever."""
+"""Uvicorn, with shutdown that ends open streams first instead of waiting on them forever,
+a header timeout (HEADER_TIMEOUT), and X-Forwarded-For trusted from FORWARDED_ALLOW_IPS only."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import resource
 import socket
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 
+from app.limits.headers import header_timeout_protocol
 from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+BACKLOG = 4096  # pending connections the kernel queues (capped by net.core.somaxconn)
 
 
 class Server(uvicorn.Server):
@@ -42,7 +51,19 @@ class Server(uvicorn.Server):
         return port
 
 
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit: every stream holds a descriptor, and
+    running out stops the whole process from accepting. Returns (soft, hard) after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
 def build_server(app: Starlette, settings: Settings, *, port: int | None = None) -> Server:
+    metrics = getattr(app.state, "metrics", None)
+    on_timeout = None if metrics is None else metrics.header_timeouts.inc
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -52,6 +73,9 @@ def build_server(app: Starlette, settings: Settings, *, port: int | None = None)
         access_log=False,
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
         proxy_headers=True,
+        forwarded_allow_ips=list(settings.forwarded_allow_ips),
         server_header=False,
+        backlog=BACKLOG,
+        http=header_timeout_protocol(settings.header_timeout, on_timeout),
     )
     return Server(config)

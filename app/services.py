@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from app.feeds.base import Feed
     from app.hub import Hub
+    from app.limits import StreamSlots, WriteRateLimiter
     from app.metrics import Metrics
     from app.mongo import Collections, Document
     from app.monitor import Monitor
@@ -36,6 +37,8 @@ class Services:
     monitor: Monitor
     runs: Runs
     watchdog: SendWatchdog
+    stream_slots: StreamSlots
+    write_rate: WriteRateLimiter
 
 
 def services(request: Request) -> Services:

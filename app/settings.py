@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -121,6 +122,13 @@ class Settings:
     auth_jwt_issuer: str | None = None
     auth_jwt_audience: str | None = None
     cors_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 1024 * 1024
+    sse_max_connections: int = 10_000
+    sse_max_connections_per_subject: int = 100
+    write_rate_limit: float = 0.0
+    request_timeout: float = 10.0
+    header_timeout: float = 10.0
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -283,6 +291,21 @@ def _origins(variable: str, raw: str) -> tuple[str, ...]:
     return origins
 
 
+def _addresses(variable: str, raw: str) -> tuple[str, ...]:
+    accepts = "a comma-separated list of IP addresses or networks, or *"
+    parts = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not parts:
+        raise SettingsError(variable, raw, accepts)
+    for part in parts:
+        if part == "*":
+            continue
+        try:
+            ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            raise SettingsError(variable, raw, accepts) from None
+    return parts
+
+
 def _agents(variable: str, raw: str) -> tuple[str, ...]:
     specs = tuple(part.strip() for part in raw.split(",") if part.strip())
     for spec in specs:
@@ -334,6 +357,16 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "auth_jwt_issuer": ("AUTH_JWT_ISSUER", _text),
     "auth_jwt_audience": ("AUTH_JWT_AUDIENCE", _text),
     "cors_origins": ("CORS_ORIGINS", _origins),
+    "max_body_bytes": ("MAX_BODY_BYTES", _number(int, 1024, 1024 * 1024 * 1024)),
+    "sse_max_connections": ("SSE_MAX_CONNECTIONS", _number(int, 1, 10_000_000)),
+    "sse_max_connections_per_subject": (
+        "SSE_MAX_CONNECTIONS_PER_SUBJECT",
+        _number(int, 1, 10_000_000),
+    ),
+    "write_rate_limit": ("WRITE_RATE_LIMIT", _number(float, 0.0, 1_000_000.0)),
+    "request_timeout": ("REQUEST_TIMEOUT", _number(float, 1.0, 600.0)),
+    "header_timeout": ("HEADER_TIMEOUT", _number(float, 0.0, 3_600.0, low_open=True)),
+    "forwarded_allow_ips": ("FORWARDED_ALLOW_IPS", _addresses),
 }
 
 ENVIRONMENT_VARIABLES: tuple[str, ...] = tuple(variable for variable, _ in _PARSERS.values())

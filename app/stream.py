@@ -14,6 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+import pymongo
 from pymongo.errors import PyMongoError
 
 from app.logs import log_context
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from starlette.types import Message, Receive, Scope, Send
 
     from app.hub import Subscription
+    from app.limits import Slot
     from app.services import Services
 
 logger = logging.getLogger(__name__)
@@ -51,10 +53,12 @@ class EventStream:
         services: Services,
         session_id: str,
         start: Start,
+        slot: Slot,
         *,
         expires_at: float | None = None,
     ) -> None:
         self._svc = services
+        self._slot = slot
         self._session_id = session_id
         self._start = start
         self._expires_at = expires_at  # the token's exp (epoch seconds): the stream ends there
@@ -67,6 +71,10 @@ class EventStream:
         self._task: asyncio.Task[object] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with self._slot:  # the stream's place under the caps, released however it ends
+            await self._serve(receive, send)
+
+    async def _serve(self, receive: Receive, send: Send) -> None:
         await send(
             {
                 "type": "http.response.start",
@@ -78,8 +86,6 @@ class EventStream:
                 ],
             }
         )
-        metrics = self._svc.metrics
-        metrics.sse_connections.inc()
         self._task = asyncio.current_task()
         watchdog = self._svc.watchdog
         watchdog.add(self)
@@ -98,7 +104,7 @@ class EventStream:
                 logger.debug("client of %s went away at %s", self._session_id, self._position)
         finally:
             watchdog.discard(self)
-            metrics.sse_connections.dec()
+            self._slot.release()
         if not self._disconnected.is_set():
             await self._write(send, b"", more=False)
 
@@ -174,7 +180,8 @@ class EventStream:
         history = self._svc.history
         while True:
             subscription.overflowed = False
-            docs = await history.after(self._session_id, self._position, CATCH_UP_PAGE)
+            with pymongo.timeout(self._svc.settings.request_timeout):  # 503-like: ends the stream
+                docs = await history.after(self._session_id, self._position, CATCH_UP_PAGE)
             for doc in docs:
                 self._pending[doc["seq"]] = None if doc.get("void") else event_frame(doc)
             await self._flush(send)
@@ -218,7 +225,8 @@ class EventStream:
         logger.info("positions %s of %s overdue; reading them", missing, self._session_id)
         self._gap_since = time.monotonic()  # on failure, the next try is one gap timeout away
         try:
-            found = await self._svc.hub.fill(self._session_id, missing)
+            with pymongo.timeout(self._svc.settings.request_timeout):
+                found = await self._svc.hub.fill(self._session_id, missing)
         except PyMongoError as exc:
             logger.warning("could not read overdue positions of %s: %s", self._session_id, exc)
             return

@@ -7,7 +7,7 @@ runs only that part and prints its table (BENCHMARKS.md is left alone):
     python -m bench load_test_sse --clients 1000 --duration 10 --sessions 100 --rate 1000
     python -m bench load_test_sse --server seed --clients 100 --rate 20   # database-fed
     python -m bench benchmark_events --events 500
-    python -m bench push_vs_poll | ceiling | capacity
+    python -m bench push_vs_poll | ceiling | capacity | storm
 
 MongoDB and Redis come from MONGO_URL and REDIS_URL when set, else embedded ones are started
 (the MongoDB stand-in is slow: see BENCHMARKS.md for which figures need a real MongoDB).
@@ -39,10 +39,11 @@ from bench.machine import facts
 from bench.procs import ROOT, raise_nofile
 from bench.push_vs_poll import push_vs_poll
 from bench.stats import median
+from bench.storm import run_storm
 
 logger = logging.getLogger("bench")
 
-PARTS = ("load_test_sse", "benchmark_events", "push_vs_poll", "ceiling", "capacity")
+PARTS = ("load_test_sse", "benchmark_events", "push_vs_poll", "ceiling", "capacity", "storm")
 RESULTS = ROOT / "bench" / "results"
 LAYERS = {
     "in-process feed (bench/synthetic.py), incl. publishing": "bench/synthetic.py",
@@ -204,6 +205,9 @@ async def run(args: argparse.Namespace, found: Backends) -> dict[str, Any]:
         results["push_rate"] = _push_rate(args, found)
     if "capacity" in parts:
         results["capacity"] = await part_capacity(args, found)
+    if "storm" in parts:
+        clients = _pick(args.clients if args.part == "storm" else None, 4000, 400, args)
+        results["storm"] = await run_storm(found, clients=clients, cap=clients // 2)
     profiles = {}
     if results.get("ceiling", {}).get("profile_summary"):
         profiles["throughput run (ceiling configuration)"] = results["ceiling"]["profile_summary"]

@@ -45,9 +45,20 @@ class Backends:
         return "embedded stand-in (mongoeco)" if self.embedded else "MONGO_URL"
 
     def env(self, db: str, **extra: str) -> dict[str, str]:
-        """The environment of a child process that uses database `db`."""
+        """The environment of a child process that uses database `db`.
+
+        The stream caps are lifted: every load client connects from 127.0.0.1, one subject,
+        which SSE_MAX_CONNECTIONS_PER_SUBJECT (100) would refuse. The storm part sets them.
+        """
         return child_env(
-            {"MONGO_URL": self.mongo_url, "REDIS_URL": self.redis_url, "MONGO_DB": db, **extra}
+            {
+                "MONGO_URL": self.mongo_url,
+                "REDIS_URL": self.redis_url,
+                "MONGO_DB": db,
+                "SSE_MAX_CONNECTIONS": str(UNCAPPED),
+                "SSE_MAX_CONNECTIONS_PER_SUBJECT": str(UNCAPPED),
+                **extra,
+            }
         )
 
     def settings(self, db: str) -> Settings:
@@ -73,6 +84,9 @@ def backends() -> Iterator[Backends]:
     finally:
         for process in reversed(started):
             stop(process)
+
+
+UNCAPPED = 10_000_000
 
 
 def fresh_db(tag: str) -> str:

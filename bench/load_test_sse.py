@@ -115,6 +115,9 @@ async def _writer(backends: Backends, db: str, load: Load) -> AsyncIterator[proc
     args += ["--duration", str(load.warmup + load.duration + 1)]
     writer = await procs.spawn("writer", "bench.writer", args, backends.env(db))
     try:
+        # Its window starts once it writes: on a loaded machine its start-up alone can outlast
+        # a short measured window.
+        await writer.expect("ready", 60)
         yield writer
     finally:
         await procs.stop(writer, timeout=40)

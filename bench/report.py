@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bench.report_storm import storm_row, storm_section
 from bench.stats import ratio
 
 Results = dict[str, Any]
@@ -174,6 +175,9 @@ def targets(results: Results) -> list[str]:
         )
     if results.get("events"):
         rows.append(_events_row(results["events"]))
+    storm = storm_row(results)
+    if storm is not None:
+        rows.append(storm)
     return ["## Targets (issue 6)", "", *table(["target", "measured", "verdict"], rows)]
 
 
@@ -522,6 +526,7 @@ def render(results: Results) -> str:
         ceiling_section,
         push_section,
         capacity_section,
+        lambda r: storm_section(r, table),
         events_section,
         profiles_section,
     ):

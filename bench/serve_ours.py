@@ -70,6 +70,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
             "published": hub.published,
             "subscribers": hub.subscribers,
             "feed": request.app.state.services.feed.mode,
+            "tasks": len(asyncio.all_tasks()),
         }
         return Response(orjson.dumps(body), media_type="application/json")
 

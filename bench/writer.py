@@ -59,6 +59,8 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         EventWriter(Collections.of(client, os.environ.get("MONGO_DB", "agentstream"))),
         args.in_flight,
     )
+    await client.admin.command("ping")
+    print(orjson.dumps({"ready": True}).decode(), flush=True)  # start-up can take seconds
     started = time.monotonic()
     turn = 0
     try:

@@ -6,12 +6,14 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import pymongo
 from starlette.responses import JSONResponse, Response
 
 from app.auth.middleware import check_found, principal_of, visible_sessions
 from app.auth.policy import Access, Scope, SessionRule
 from app.auth.routes import ProtectedRoute
 from app.errors import BadRequest, NotFound, PayloadTooLarge, ReservedType, UnsupportedMediaType
+from app.limits import subject_of
 from app.services import Services, services
 from app.store import tokens
 from app.store.codec import event_view
@@ -85,8 +87,7 @@ def _int64(text: str) -> int:
 async def append_events(request: Request) -> Response:
     svc = services(request)
     session_id = identifier(request.path_params["session_id"], "session_id")
-    limit = svc.settings.event_max_bytes * MAX_BATCH + 1024
-    body = await read_json(request, limit)
+    body = await read_json(request, svc.settings.max_body_bytes)
     if isinstance(body, dict) and "events" in body:
         if set(body) != {"events"}:
             raise BadRequest("a batch body holds only the field 'events'")
@@ -103,6 +104,7 @@ async def append_events(request: Request) -> Response:
             raise ReservedType(
                 f"event type {event.type} is reserved: run.* and stream.* belong to the service"
             )
+    svc.write_rate.take(subject_of(request.scope), len(events))
     stored = await svc.writer.append(session_id, events, exact_retries=True)
     return JSONResponse(
         {
@@ -122,9 +124,16 @@ async def append_events(request: Request) -> Response:
 async def stream_events(request: Request) -> Response:
     svc = services(request)
     session_id = identifier(request.path_params["session_id"], "session_id")
-    start = await resolve_start(svc, session_id, request)
+    # The caps decide before anything is read or sent: 503 over_capacity, 429 too_many_streams.
+    slot = svc.stream_slots.reserve(subject_of(request.scope))
+    try:
+        with pymongo.timeout(svc.settings.request_timeout):
+            start = await resolve_start(svc, session_id, request)
+    except BaseException:
+        slot.release()
+        raise
     expires_at = principal_of(request).expires_at
-    return EventStream(svc, session_id, start, expires_at=expires_at)  # type: ignore[return-value]
+    return EventStream(svc, session_id, start, slot, expires_at=expires_at)  # type: ignore[return-value]
 
 
 async def resolve_start(svc: Services, session_id: str, request: Request) -> Start:

@@ -11,6 +11,14 @@ A position whose writer died between the two round trips is closed by a "void" d
 and the late writer simply takes new positions. Retried writes are idempotent on event_id.
 Once positions are taken, every failure voids them before it is raised, so no reader waits
 SSE_GAP_TIMEOUT for a write that was refused.
+
+All or nothing: with `transactions=True` (the API turns it on where the deployment is a replica
+set) a batch of several events is inserted in one multi-document transaction, so it is stored
+whole or not at all. A duplicate (an event_id stored by an earlier try, or a position a reader
+voided) aborts the attempt; the writer voids that attempt's positions at once, takes the
+already-stored events as they are and tries again with the rest. Without transactions (a
+standalone) an attempt that fails half-way through may leave part of a batch stored; a retry
+with the same event_ids completes it, each event stored exactly once.
 """
 
 from __future__ import annotations
@@ -90,8 +98,10 @@ class EventWriter:
         max_event_bytes: int = 64 * 1024,
         clock: Clock = utc_now,
         on_insert: Callable[[Sequence[Document], float], None] | None = None,
+        transactions: bool = False,
     ) -> None:
         self._collections = collections
+        self._transactions = transactions
         self._max_event_bytes = max_event_bytes
         self._clock = clock
         self._on_insert = on_insert
@@ -213,6 +223,8 @@ class EventWriter:
         stored: dict[int, Document],
         exact_retries: bool,
     ) -> list[int]:
+        if self._transactions and len(docs) > 1:
+            return await self._write_atomic(session_id, docs, order, stored, exact_retries)
         started = datetime.datetime.now(datetime.UTC)
         failed: dict[int, str] = {}
         try:
@@ -236,6 +248,35 @@ class EventWriter:
             await self._resolve_known(session_id, known, stored, exact_retries)
         return retry
 
+    async def _write_atomic(
+        self,
+        session_id: str,
+        docs: list[Document],
+        order: list[int],
+        stored: dict[int, Document],
+        exact_retries: bool,
+    ) -> list[int]:
+        """One attempt in one transaction: every doc is stored, or none is."""
+        started = datetime.datetime.now(datetime.UTC)
+        events = self._collections.events
+        try:
+            client = events.database.client
+            async with client.start_session() as session, await session.start_transaction():
+                await events.insert_many(docs, ordered=True, session=session)
+        except BulkWriteError as exc:
+            _duplicates(exc)  # anything but a duplicate key is raised from here
+            await self.void(session_id, [doc["seq"] for doc in docs])  # nothing took them
+            known = [(index, docs[position]) for position, index in enumerate(order)]
+            await self._resolve_known(
+                session_id, known, stored, exact_retries, void=False, missing_ok=True
+            )
+            return [index for index in order if index not in stored]
+        if self._on_insert is not None:
+            self._on_insert(docs, (datetime.datetime.now(datetime.UTC) - started).total_seconds())
+        for position, index in enumerate(order):
+            stored[index] = docs[position]
+        return []
+
     async def _allocate(self, session_id: str, count: int) -> tuple[int, datetime.datetime]:
         now = self._clock()
         counter = await upsert(
@@ -252,8 +293,14 @@ class EventWriter:
         known: list[tuple[int, Document]],
         stored: dict[int, Document],
         exact_retries: bool,
+        *,
+        void: bool = True,
+        missing_ok: bool = False,
     ) -> None:
-        """Retried events: return the stored copies, and void the positions taken for them."""
+        """Retried events: return the stored copies, and void the positions taken for them.
+
+        `missing_ok`: `known` may hold events that are not stored (a whole aborted attempt).
+        """
         ids = [doc["event_id"] for _, doc in known]
         existing = {
             doc["event_id"]: doc
@@ -261,6 +308,8 @@ class EventWriter:
         }
         for index, doc in known:
             original = existing.get(doc["event_id"])
+            if original is None and missing_ok:
+                continue
             if original is None:
                 raise RuntimeError(f"event {doc['event_id']} conflicted but cannot be found")
             if original["session_id"] != session_id:
@@ -272,7 +321,8 @@ class EventWriter:
                 )
             original.pop("_id", None)
             stored[index] = original
-        await self.void(session_id, [doc["seq"] for _, doc in known])
+        if void:
+            await self.void(session_id, [doc["seq"] for _, doc in known])
 
 
 def _duplicates(exc: BulkWriteError) -> dict[int, str]:

@@ -219,7 +219,10 @@ async def test_the_live_path_costs_the_same_for_200_subscribers_as_for_1(
                 await s.__aexit__(None, None, None)
             return counted
 
-    settings = dataclasses.replace(feed_settings, sse_poll_interval=0.1)
+    # 200 streams from one address: over SSE_MAX_CONNECTIONS_PER_SUBJECT (100) by default
+    settings = dataclasses.replace(
+        feed_settings, sse_poll_interval=0.1, sse_max_connections_per_subject=1000
+    )
     async with running_api(settings, mongo_listeners=[Count()]) as api:
         one = await live_commands(api, 1)
         many = await live_commands(api, 200)

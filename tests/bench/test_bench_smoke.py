@@ -19,6 +19,7 @@ from bench.capacity import capacity
 from bench.load_test_sse import Load, measure
 from bench.profile import summarize
 from bench.push_vs_poll import push_vs_poll
+from bench.storm import run_storm
 from support.servers import MongoSource
 
 TINY = Load(duration=1.0, warmup=0.3, settle=0.1, linger=0.2)
@@ -131,3 +132,13 @@ def test_profile_summary_reads_py_spy_raw_output(tmp_path: Path) -> None:
     assert samples == 40
     assert hotspots[0].function == "_flush (/x/app/stream.py)"
     assert hotspots[0].self_share == pytest.approx(0.75)
+
+
+async def test_the_storm_part(found: Backends) -> None:
+    result = await run_storm(found, clients=20, cap=10, within=0.2)
+    assert (result["accepted"], result["over_capacity"]) == (10, 10)
+    assert result["open_after"] == 0
+    assert result["healthz_probes"] > 0
+    text = _render(storm=result)
+    assert "## storm" in text
+    assert "10 streamed, 10 got 503" in text

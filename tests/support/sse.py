@@ -57,6 +57,13 @@ class Stream:
                 taken.append(await anext(self._events))
         return taken
 
+    async def rest(self, timeout: float = 30.0) -> list[Event]:
+        """Every event until the server ends the stream (after any `take`)."""
+        if self._events is None:
+            self._events = self.events()
+        async with asyncio.timeout(timeout):
+            return [event async for event in self._events]
+
 
 def open_stream(
     client: httpx.AsyncClient, session_id: str, **params: str

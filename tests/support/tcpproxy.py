@@ -15,6 +15,8 @@ class TCPProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self.cuts = 0
         self.paused = False
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @classmethod
     def for_url(cls, url: str) -> TCPProxy:
@@ -69,6 +71,14 @@ class TCPProxy:
     def resume(self) -> None:
         self.paused = False
 
+    def hold(self) -> None:
+        """Stall: connections stay open (new ones are accepted) but no byte goes through,
+        like a server that stopped answering, until `release`."""
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.paused:
             writer.transport.abort()
@@ -83,7 +93,9 @@ class TCPProxy:
         assert task is not None
         self._tasks.add(task)
         try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            await asyncio.gather(
+                _pipe(reader, up_writer, self._flowing), _pipe(up_reader, writer, self._flowing)
+            )
         finally:
             self._tasks.discard(task)
             for w in (writer, up_writer):
@@ -91,9 +103,12 @@ class TCPProxy:
                 w.transport.abort()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event
+) -> None:
     with contextlib.suppress(OSError, asyncio.IncompleteReadError):
         while data := await reader.read(65536):
+            await flowing.wait()
             writer.write(data)
             await writer.drain()
     writer.transport.abort()
