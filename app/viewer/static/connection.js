@@ -91,6 +91,7 @@ export class Connection {
     const source = new EventSource(this.url());
     this.source = source;
     source.onopen = () => {
+      this.lastArrival = Date.now(); // the replay of what was missed starts now
       this.connections += 1;
       this.failures = 0;
       this.handlers.onState("live");
