@@ -23,10 +23,17 @@ from support.viewer import viewer_page
 
 pytestmark = [pytest.mark.timeout(150), pytest.mark.usefixtures("worker")]
 
-ADMIN = token(sub="admin", scope="admin")
-GOOD = token(sub="alice", sessions=["team-a*"])
-NARROW = token(sub="bob", sessions=["other"])
-BADLY_SIGNED = token(sub="mallory", key="not-the-server-secret-but-32-bytes-long")
+
+@dataclasses.dataclass(frozen=True)
+class Tokens:
+    """Minted when the test starts (a module-level token could expire during a long run)."""
+
+    admin: str = dataclasses.field(default_factory=lambda: token(sub="admin", scope="admin"))
+    good: str = dataclasses.field(default_factory=lambda: token(sub="alice", sessions=["team-a*"]))
+    narrow: str = dataclasses.field(default_factory=lambda: token(sub="bob", sessions=["other"]))
+    badly_signed: str = dataclasses.field(
+        default_factory=lambda: token(sub="mallory", key="not-the-server-secret-but-32-bytes-long")
+    )
 
 
 @dataclasses.dataclass
@@ -41,9 +48,7 @@ def delta(text: str) -> dict[str, Any]:
 
 
 async def append(client: httpx.AsyncClient, session: str, *events: dict[str, Any]) -> None:
-    response = await client.post(
-        f"/v1/sessions/{session}/events", json={"events": list(events)}, headers=bearer(ADMIN)
-    )
+    response = await client.post(f"/v1/sessions/{session}/events", json={"events": list(events)})
     assert response.status_code == 201, response.text
 
 
@@ -63,7 +68,9 @@ async def sessions_listed(page: Page) -> list[str]:
 async def test_the_viewer_with_tokens_typed_in_against_the_real_access_control(
     browser: Browser, jwt_api: RunningAPI
 ) -> None:
-    async with httpx.AsyncClient(base_url=jwt_api.url, timeout=10) as client:
+    tokens = Tokens()
+    admin = bearer(tokens.admin)
+    async with httpx.AsyncClient(base_url=jwt_api.url, timeout=10, headers=admin) as client:
         await append(client, "other", {"type": "status", "data": {"state": "secret"}})
         await append(client, "team-a-notes", {"type": "status", "data": {"state": "ok"}})
         await append(client, "team-a-chat", delta("Hel"), delta("lo, "))
@@ -90,20 +97,20 @@ async def test_the_viewer_with_tokens_typed_in_against_the_real_access_control(
         await expect(page.locator("#sessions-note")).to_contain_text("401")
 
         # A token the server did not sign: 401 again, saying why.
-        await use_token(page, BADLY_SIGNED)
+        await use_token(page, tokens.badly_signed)
         await expect(alert).to_contain_text("the token's signature is invalid")
         await expect(alert).to_contain_text("401 unauthorized")
         await expect(state).to_have_attribute("data-state", "error")
 
         # A valid token without this session: 403, and the list holds only its own session.
-        await use_token(page, NARROW)
+        await use_token(page, tokens.narrow)
         await expect(alert).to_contain_text("not allowed to do that (403 forbidden)")
         await expect(alert).to_contain_text("does not cover session team-a-chat")
         await expect(page.locator("#sessions a")).to_have_count(1)
         assert await sessions_listed(page) == ["other"]
 
         # The token for team-a*: the covered sessions only, stored then live deltas.
-        await use_token(page, GOOD)
+        await use_token(page, tokens.good)
         await expect(state).to_have_attribute("data-state", "live")
         await expect(alert).to_be_hidden()
         bubble = page.locator('.bubble[data-message-id="m1"]')
@@ -123,7 +130,7 @@ async def test_the_viewer_with_tokens_typed_in_against_the_real_access_control(
         "Hello from the viewer"
     )
     await expect(page.locator("#events")).to_have_attribute("data-duplicates", "0")
-    assert await page.evaluate("sessionStorage.getItem('agentstream_token')") == GOOD
+    assert await page.evaluate("sessionStorage.getItem('agentstream_token')") == tokens.good
     await page.screenshot(path=screenshot_path("viewer-auth"), full_page=True)
     await page.context.close()
     assert viewer.errors == []
@@ -132,17 +139,17 @@ async def test_the_viewer_with_tokens_typed_in_against_the_real_access_control(
     calls = [s for s in seen if not s.path.endswith("/stream")]
     # EventSource cannot send headers: the stream gets the token as ?access_token=.
     assert all(s.authorization is None for s in streams)
-    assert f"access_token={GOOD}" in streams[-1].query
-    assert any(f"access_token={NARROW}" in s.query for s in streams)
+    assert f"access_token={tokens.good}" in streams[-1].query
+    assert any(f"access_token={tokens.narrow}" in s.query for s in streams)
     # JSON calls carry it as a bearer token, never in the URL.
     assert all("access_token" not in s.query for s in calls)
     assert {s.authorization for s in calls} >= {
         None,
-        f"Bearer {BADLY_SIGNED}",
-        f"Bearer {NARROW}",
-        f"Bearer {GOOD}",
+        f"Bearer {tokens.badly_signed}",
+        f"Bearer {tokens.narrow}",
+        f"Bearer {tokens.good}",
     }
-    assert {s.path for s in calls if s.authorization == f"Bearer {GOOD}"} >= {
+    assert {s.path for s in calls if s.authorization == f"Bearer {tokens.good}"} >= {
         "/v1/sessions",
         "/v1/agents",
         "/v1/sessions/team-a-chat/runs",
