@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-from agentstream_client import DEFAULT_URL, TOKEN_VARIABLE, URL_VARIABLE, Client
+from agentstream_client import DEFAULT_URL, TOKEN_VARIABLE, URL_VARIABLE, APIError, Client
 
 COMMANDS = frozenset({"tail", "run"})
 
@@ -48,6 +48,19 @@ def client_of(args: argparse.Namespace) -> Client:
     url = args.url or os.environ.get(URL_VARIABLE) or DEFAULT_URL
     token = args.token or os.environ.get(TOKEN_VARIABLE) or None
     return Client(url, token=token)
+
+
+def refusal(exc: APIError) -> str:
+    """The error line for an API refusal; 401 and 403 say what to do about the token."""
+    line = f"error: {exc}"
+    if exc.status == 401:
+        return (
+            f"{line}\n(the API needs a valid token: pass --token or set {TOKEN_VARIABLE};"
+            " `app token` mints one)"
+        )
+    if exc.status == 403:
+        return f"{line}\n(the token is valid but does not grant this: see its scope and sessions)"
+    return line
 
 
 def main(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from agentstream_client import HISTORY_LOST, RUN_ENDS, APIError, Event, Unreachable
 from app.store.runs import run_event_id
-from app.terminal import client_of
+from app.terminal import client_of, refusal
 from app.terminal.render import Palette, use_colour
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except APIError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(refusal(exc), file=sys.stderr)
         return 2
     except Unreachable as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -11,7 +11,7 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 from agentstream_client import APIError
-from app.terminal import client_of
+from app.terminal import client_of, refusal
 from app.terminal.render import Renderer, json_line, use_colour
 
 if TYPE_CHECKING:
@@ -54,5 +54,5 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 0
     except APIError as exc:
         renderer.end_line()
-        print(f"error: {exc}", file=sys.stderr)
+        print(refusal(exc), file=sys.stderr)
         return 1

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from app.settings import Secret, Settings
+from support.jwt_api import with_jwt
 from support.servers import RunningAPI, running_api
 from support.tcpproxy import TCPProxy
 from support.worker import ARQ_DB, flush, running_worker, with_db
@@ -70,3 +71,12 @@ async def short_stream_api(settings: Settings) -> AsyncIterator[RunningAPI]:
     async with running_api(short) as running:
         yield running
         await running.services.mongo.drop_database(short.mongo_db)
+
+
+@pytest.fixture
+async def jwt_api(settings: Settings) -> AsyncIterator[RunningAPI]:
+    """The API with access control on (AUTH_MODE=jwt, the test secret)."""
+    secured = with_jwt(settings)
+    async with running_api(secured) as running:
+        yield running
+        await running.services.mongo.drop_database(secured.mongo_db)

@@ -49,29 +49,27 @@ async def test_tail_json_prints_every_event_once_in_order_across_drops(
     assert "resuming after" in notes  # each drop is noted on stderr, not in the output
 
 
+@pytest.mark.usefixtures("worker")
 async def test_tail_shows_assembled_text_and_compact_events_without_colour_off_a_tty(
     api: RunningAPI,
 ) -> None:
-    await append(
-        api.url,
-        "readable",
-        {"type": "run.started", "data": {"run_id": "r1", "agent": "echo", "attempt": 1}},
-        {"type": "message.delta", "data": {"message_id": "r1.m1", "delta": "Hello, "}},
-        {"type": "message.delta", "data": {"message_id": "r1.m1", "delta": "world!"}},
-        {
-            "type": "message.completed",
-            "data": {"message_id": "r1.m1", "role": "assistant", "content": "Hello, world!"},
-        },
-        {"type": "tool.call", "data": {"name": "search", "query": "sse"}},
-        {"type": "run.completed", "data": {"run_id": "r1", "status": "succeeded"}},
-    )
-    async with app_command("tail", "readable", "--url", api.url) as tail:
-        lines = await tail.lines(4)
-        assert await tail.interrupt() == 0
-    assert "run.started run r1 agent=echo attempt=1" in lines[0]
-    assert lines[1].rstrip().endswith("r1.m1 ▸ Hello, world! ✓")
-    assert 'tool.call {"name":"search","query":"sse"}' in lines[2]
-    assert "run.completed run r1" in lines[3]
+    """A real echo run (run.* types are the service's own) and a tool call, as a person reads
+    them: one line per event, the deltas assembled into one line per message."""
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        body = {"agent": "echo", "input": {"text": "Hello, world!", "chunk": 7}}
+        response = await client.post("/v1/sessions/readable/runs", json=body)
+        assert response.status_code == 202, response.text
+        run_id = response.json()["run_id"]
+        async with app_command("tail", "readable", "--url", api.url) as tail:
+            lines = await tail.lines(4)
+            await append(api.url, "readable", {"type": "tool.call", "data": {"name": "search"}})
+            lines += await tail.lines(1)
+            assert await tail.interrupt() == 0
+    assert f"run.queued run {run_id} agent=echo" in lines[0]
+    assert f"run.started run {run_id} agent=echo attempt=1" in lines[1]
+    assert lines[2].rstrip().endswith("▸ Hello, world! ✓")
+    assert f"run.completed run {run_id}" in lines[3]
+    assert 'tool.call {"name":"search"}' in lines[4]
     assert not any("\x1b[" in line for line in lines)
 
 

@@ -1,5 +1,6 @@
-"""Viewer and terminal-client fixtures: a Redis database of each test's own, the API and a
-worker, and a Chromium page on the viewer that fails the test on any script or CSP error."""
+"""Viewer fixtures: a Redis database of each test's own, the API (also with access control on)
+and a worker, and a Chromium page on the viewer that fails the test on any script or CSP
+error."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from app.settings import Secret, Settings
+from support.jwt_api import with_jwt
 from support.servers import RunningAPI, running_api
 from support.viewer import Viewer, viewer_page
 from support.worker import ARQ_DB, flush, running_worker, with_db
@@ -59,3 +61,12 @@ async def short_stream_api(settings: Settings) -> AsyncIterator[RunningAPI]:
     async with running_api(short) as running:
         yield running
         await running.services.mongo.drop_database(short.mongo_db)
+
+
+@pytest.fixture
+async def jwt_api(settings: Settings) -> AsyncIterator[RunningAPI]:
+    """The API with access control on (AUTH_MODE=jwt, the test secret)."""
+    secured = with_jwt(settings)
+    async with running_api(secured) as running:
+        yield running
+        await running.services.mongo.drop_database(secured.mongo_db)

@@ -57,12 +57,13 @@ async def test_events_of_any_type_are_shown_in_order_with_their_data(
     viewer: Viewer, client: httpx.AsyncClient
 ) -> None:
     """EventSource only delivers types it listens to: the page learns the others from the
-    gaps in the positions, and from the history while the stream is quiet."""
+    gaps in the positions when a known event follows them, and from the sessions list's
+    `last_event_id` when nothing follows them yet."""
     await append(client, "kinds", {"type": "tool.call", "data": {"name": "search"}})
     await append(client, "kinds", {"type": "custom.first", "data": {"n": 1}})
     page = await viewer.open("kinds")
     rows = page.locator("#events > li")
-    # custom.first is found by the look at the history while the stream is quiet.
+    # custom.first is last: the sessions list shows the session's newest position past it.
     await expect(rows).to_have_count(2)
     await append(
         client,
@@ -165,16 +166,18 @@ async def test_the_page_resumes_after_each_stream_end_without_gaps_or_duplicates
     assert found.errors == []
 
 
-async def test_without_a_session_list_the_page_says_so_and_opens_sessions_by_id(
+async def test_the_sessions_list_shows_recent_sessions_and_one_opens_by_id_with_the_keyboard(
     viewer: Viewer, client: httpx.AsyncClient
 ) -> None:
-    """Until GET /v1/sessions exists on the server (404), the list is hidden with a note."""
+    await append(client, "older", {"type": "status", "data": {"state": "ok"}})
     await append(client, "by-id", {"type": "status", "data": {"state": "ok"}})
     page = viewer.page
     await page.goto(viewer.url + "/")
-    await expect(page.locator("nav")).to_have_attribute("data-sessions", "unavailable")
-    await expect(page.locator("#sessions-note")).to_contain_text("does not list sessions")
-    await expect(page.locator("#sessions")).to_be_hidden()
+    await expect(page.locator("nav")).to_have_attribute("data-sessions", "available")
+    links = page.locator("#sessions a")
+    await expect(links).to_have_count(2)
+    names = await links.evaluate_all("links => links.map(a => a.firstChild.textContent)")
+    assert names == ["by-id", "older"]  # newest first
     await expect(page.locator("#empty")).to_be_visible()
     await expect(page.locator("#connection")).to_have_text("not connected")
     # Keyboard only: the session id field, then Enter submits the form.
@@ -185,6 +188,33 @@ async def test_without_a_session_list_the_page_says_so_and_opens_sessions_by_id(
     await page.keyboard.press("Enter")
     await expect(page).to_have_url(f"{viewer.url}/?session=by-id")
     await expect(page.locator("#events > li[data-type=status]")).to_have_count(1)
+    await expect(page.locator("#sessions a[aria-current=page]")).to_have_count(1)
+
+
+async def test_an_idle_page_reads_no_history_until_the_list_shows_an_unseen_event(
+    viewer: Viewer, client: httpx.AsyncClient
+) -> None:
+    """The live path costs the database nothing per page: an open page reads the history
+    only when the sessions list (refreshed anyway) shows a position the stream did not
+    deliver, i.e. an event of a type it has no listener for."""
+    await append(client, "idle", *({"type": "status", "data": {"i": i}} for i in range(3)))
+    page = viewer.page
+    reads: list[str] = []
+    page.on("request", lambda r: reads.append(r.url) if "/events" in r.url else None)
+    await viewer.open("idle")
+    rows = page.locator("#events > li")
+    await expect(rows).to_have_count(3)
+    reads.clear()  # (a page slow to receive its replay may read the history once on opening)
+    for _ in range(2):  # two refreshes of the list (every 5 s) showing nothing new
+        async with page.expect_request(lambda r: "/v1/sessions?" in r.url, timeout=30_000):
+            pass
+    assert reads == []
+    await append(client, "idle", {"type": "custom.late", "data": {"n": 1}})
+    await expect(rows).to_have_count(4)
+    await expect(rows.nth(3)).to_have_attribute("data-type", "custom.late")
+    assert len(reads) == 1, reads
+    assert "after=" in reads[0]
+    await expect(page.locator("#events")).to_have_attribute("data-duplicates", "0")
 
 
 async def test_every_control_is_labelled_and_a_phone_gets_one_column(

@@ -86,13 +86,17 @@ function openSession(sessionId) {
 
 function main() {
   const sessionId = new URLSearchParams(location.search).get("session");
-  const sessions = new SessionList($("#sessions"), $("#sessions-note"), sessionId);
-  sessions.start();
   let opened = null;
   if (sessionId !== null) {
     if (SESSION_ID.test(sessionId)) opened = openSession(sessionId);
     else showAlert("A session id is 1-128 characters from A-Z, a-z, 0-9 and . _ : -");
   }
+  // The list's newest position of the open session reveals events of types the stream does
+  // not deliver (see connection.js).
+  const sessions = new SessionList($("#sessions"), $("#sessions-note"), sessionId, (latest) => {
+    if (opened) opened.connection.hint(latest);
+  });
+  sessions.start();
 
   const tokenInput = $("#token");
   tokenInput.value = getToken();

@@ -8,8 +8,10 @@
 // EventSource only delivers event types that have a listener. Resume tokens are dense
 // positions ("<seq>.<tag>"), so an event of an unknown type shows as a gap before the next one:
 // the gap is read from the JSON history, its types get listeners, and delivery goes on in
-// order. While the stream is quiet, a periodic look at the history finds sessions whose every
-// event has an unknown type.
+// order. Unknown types at the end of the session (no known event after them yet) show in the
+// sessions list: its `last_event_id` for this session is handed to `hint()`, and when it stays
+// ahead of what the stream delivered, the missing positions are read from the history once.
+// Nothing reads the history on a timer: an idle open page costs the database nothing.
 
 import { api, ApiError, getToken, sessionPath } from "./api.js";
 
@@ -20,8 +22,7 @@ const KNOWN = [
   "tool.call", "tool.result", "status", "error", "log",
 ];
 const PAGE = 1000;
-const QUIET_MS = 2000; // look at the history after this long without an event
-const LOOK_EVERY_MS = 1000;
+const HINT_GRACE_MS = 1000; // let the stream deliver what the sessions list already shows
 const MAX_BACKOFF_MS = 30000;
 
 export function seqOf(token) {
@@ -47,7 +48,9 @@ export class Connection {
     this.source = null;
     this.stopped = false;
     this.lastArrival = Date.now();
-    this.quietTimer = setInterval(() => this.#lookWhileQuiet(), LOOK_EVERY_MS);
+    this.hinted = 0; // the newest position the sessions list showed
+    this.hintTimer = null;
+    this.unreadable = 0; // a hinted position the history did not have (voided, or expired)
   }
 
   start() {
@@ -57,7 +60,8 @@ export class Connection {
 
   stop() {
     this.stopped = true;
-    clearInterval(this.quietTimer);
+    clearTimeout(this.hintTimer);
+    this.hintTimer = null;
     clearTimeout(this.retryTimer);
     if (this.source) this.source.close();
     this.source = null;
@@ -87,6 +91,7 @@ export class Connection {
     const source = new EventSource(this.url());
     this.source = source;
     source.onopen = () => {
+      this.lastArrival = Date.now(); // the replay of what was missed starts now
       this.connections += 1;
       this.failures = 0;
       this.handlers.onState("live");
@@ -187,7 +192,10 @@ export class Connection {
     }
   }
 
-  async #readGap(before) {
+  // Deliver the stored events before position `before` from the history. With `settle`
+  // (a later event is waiting), positions the history does not have are skipped. False when
+  // the history could not be read.
+  async #readGap(before, { settle = true } = {}) {
     const limit = Math.min(PAGE, before - this.lastSeq - 1);
     let page;
     try {
@@ -196,8 +204,8 @@ export class Connection {
       if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
         this.handlers.onAuthError(error);
       }
-      this.lastSeq = before - 1; // shown with a gap rather than stuck
-      return;
+      if (settle) this.lastSeq = before - 1; // shown with a gap rather than stuck
+      return false;
     }
     const start = this.lastSeq;
     for (const event of page.events) {
@@ -207,10 +215,12 @@ export class Connection {
       this.#learn(event.type);
       this.#deliver({ seq, token: event.id, event, live: false });
     }
+    if (!settle) return true;
     if (this.lastSeq === start || page.events.length < limit || page.next === null) {
       // What is still missing is not stored: voided positions, or expired history.
       this.lastSeq = Math.max(this.lastSeq, before - 1);
     }
+    return true;
   }
 
   #history(limit) {
@@ -219,21 +229,47 @@ export class Connection {
     return api(`${sessionPath(this.sessionId)}/events?${params}`);
   }
 
-  async #lookWhileQuiet() {
-    if (this.stopped || this.filling || !this.source) return;
-    if (this.source.readyState !== EventSource.OPEN) return;
-    if (Date.now() - this.lastArrival < QUIET_MS) return;
-    this.lastArrival = Date.now();
-    let page;
-    try {
-      page = await this.#history(100);
-    } catch {
+  // The session's newest position as another source saw it (the sessions list's
+  // last_event_id). The stream normally delivers it within moments; if it has not after a
+  // grace period without arrivals, its type has no listener: read it from the history.
+  hint(token) {
+    const seq = seqOf(token);
+    if (seq === null || seq <= this.lastSeq || this.stopped) return;
+    this.hinted = Math.max(this.hinted, seq);
+    this.#checkHint();
+  }
+
+  #checkHint() {
+    if (this.hintTimer !== null) return;
+    this.hintTimer = setTimeout(() => {
+      this.hintTimer = null;
+      this.#catchUpToHint();
+    }, HINT_GRACE_MS);
+  }
+
+  async #catchUpToHint() {
+    if (this.stopped || this.hinted <= this.lastSeq || this.hinted <= this.unreadable) return;
+    const quiet = Date.now() - this.lastArrival >= HINT_GRACE_MS;
+    const open = this.source && this.source.readyState === EventSource.OPEN;
+    if (this.filling || !quiet || !open) {
+      this.#checkHint(); // events are still arriving, or the stream is away: look again later
       return;
     }
-    for (const event of page.events) {
-      this.#learn(event.type);
-      this.#accept({ seq: seqOf(event.id), token: event.id, event, live: false });
+    const target = this.hinted;
+    this.filling = true;
+    try {
+      while (this.lastSeq < target && !this.stopped) {
+        const before = this.lastSeq;
+        if (!(await this.#readGap(target + 1, { settle: false }))) break; // asked again later
+        if (this.lastSeq === before) {
+          this.unreadable = target; // not stored (voided or expired): do not ask again
+          break;
+        }
+      }
+    } finally {
+      this.filling = false;
     }
+    if (this.queue.length) this.#fill();
   }
 
   #pruneHistoryMarks() {

@@ -1,14 +1,16 @@
-// Recently active sessions (GET /v1/sessions), refreshed while the page is visible.
+// Recently active sessions (GET /v1/sessions), refreshed while the page is visible. Each
+// refresh hands the open session's newest position (`last_event_id`) to `onLatest`.
 
 import { api, ApiError, describe } from "./api.js";
 
 const REFRESH_MS = 5000;
 
 export class SessionList {
-  constructor(list, note, current) {
+  constructor(list, note, current, onLatest = () => {}) {
     this.list = list;
     this.note = note;
     this.current = current;
+    this.onLatest = onLatest;
     this.timer = null;
   }
 
@@ -45,6 +47,8 @@ export class SessionList {
     const sessions = page.sessions || [];
     this.note.textContent = sessions.length ? "" : "No recent sessions.";
     this.list.replaceChildren(...sessions.map((session) => this.#item(session)));
+    const open = sessions.find((session) => session.session_id === this.current);
+    if (open && open.last_event_id) this.onLatest(open.last_event_id);
   }
 
   #item(session) {
