@@ -104,8 +104,13 @@ async def test_expired_history_is_reported_then_the_stream_goes_on(api: RunningA
 async def test_json_calls_and_their_errors(api: RunningAPI) -> None:
     async with Client(api.url) as client:
         one = await client.append("calls", "tool.call", {"name": "search"}, trace_id="t1")
-        again = await client.append("calls", "tool.call", {"x": 1}, event_id=one["event_id"])
-        assert again["id"] == one["id"]  # idempotent on event_id
+        again = await client.append(
+            "calls", "tool.call", {"name": "search"}, trace_id="t1", event_id=one["event_id"]
+        )
+        assert again["id"] == one["id"]  # idempotent on event_id: an exact retry
+        with pytest.raises(APIError) as changed:  # the same id with another payload
+            await client.append("calls", "tool.call", {"x": 1}, event_id=one["event_id"])
+        assert (changed.value.status, changed.value.code) == (409, "conflict")
         event = await client.get_event(one["event_id"])
         assert (event["type"], event["trace_id"], event["data"]) == (
             "tool.call",

@@ -48,6 +48,6 @@ async def test_mongodb_out_of_reach_is_a_503_with_retry_after(settings: Settings
             response = await client.get("/v1/events/e1", timeout=30)
             assert response.status_code == 503
             assert response.json()["error"]["code"] == "unavailable"
-            assert response.headers["retry-after"] == "1"
+            assert int(response.headers["retry-after"]) >= 1
     finally:
         stop(process)

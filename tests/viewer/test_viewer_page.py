@@ -117,7 +117,9 @@ async def test_a_slow_run_is_cancelled_from_the_page(viewer: Viewer) -> None:
     await page.locator("#runs li").get_by_role("button", name="Cancel").click()
     await expect(badge).to_have_text("cancelled")
     await expect(page.locator("#runs li button")).to_be_hidden()
-    await expect(page.locator(".bubble")).to_have_attribute("data-complete", "false")
+    # The worker closes the message it was streaming, marked incomplete (issue 12).
+    await expect(page.locator(".bubble")).to_have_attribute("data-complete", "incomplete")
+    await expect(page.locator(".bubble .state")).to_contain_text("incomplete")
     await page.screenshot(path=screenshot_path("viewer-cancelled"))
 
 

@@ -68,6 +68,8 @@ export class EventLog {
           // The completed content is the whole message, unless it was cut to fit an event.
           if (!event.data?.truncated) bubble.text = String(event.data?.content ?? bubble.text);
           bubble.complete = true;
+          // A run that ended early (cancelled, failed, timed out) closes its message as it was.
+          bubble.incomplete = event.data?.incomplete ? String(event.data?.reason || "ended") : "";
         }
         touched.add(bubble);
       } else {
@@ -116,8 +118,10 @@ export class EventLog {
 
   #paint(bubble) {
     bubble.textNode.textContent = bubble.text;
-    bubble.li.dataset.complete = String(bubble.complete);
-    bubble.state.textContent = bubble.complete ? "complete" : "streaming";
+    bubble.li.dataset.complete = bubble.incomplete ? "incomplete" : String(bubble.complete);
+    bubble.state.textContent = bubble.incomplete
+      ? `incomplete (${bubble.incomplete})`
+      : bubble.complete ? "complete" : "streaming";
     bubble.count.textContent = `${bubble.deltas} delta${bubble.deltas === 1 ? "" : "s"}`;
   }
 
