@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
+import socket
 import sys
 from collections.abc import Sequence
 
 from app.logs import start_entry_point
-from app.settings import Settings
+from app.settings import Settings, SettingsError, parse_workers
 
 logger = logging.getLogger("app")
 
@@ -17,7 +19,14 @@ logger = logging.getLogger("app")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="app", description="agentstream API and admin")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="run the API (uvicorn) on HOST:PORT")
+    serve = commands.add_parser("serve", help="run the API (uvicorn) on HOST:PORT")
+    serve.add_argument(
+        "--workers",
+        metavar="N",
+        help="API processes on the one port: a number, or `auto` for the usable cores"
+        " (default: API_WORKERS, else 1)",
+    )
+    serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)  # a supervisor's child
     commands.add_parser("migrate", help="create or update every index and TTL, then exit")
     commands.add_parser("dev", help="API + worker, with embedded MongoDB and Redis when unset")
     stats = commands.add_parser("stats", help="indexes, collection stats, counts, newest events")
@@ -28,7 +37,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings is None:
         return 2
     if args.command == "serve":
-        return _serve(settings)
+        if args.workers is not None:
+            try:
+                workers = parse_workers("--workers", args.workers)
+            except SettingsError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            settings = dataclasses.replace(settings, api_workers=workers)
+        return _serve(settings, args.listen_fd)
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
     if args.command == "stats":
@@ -53,14 +69,31 @@ def _require_urls(settings: Settings) -> bool:
     return not missing
 
 
-def _serve(settings: Settings) -> int:
+def _serve(settings: Settings, listen_fd: int | None) -> int:
     if not _require_urls(settings):
         return 2
+    if listen_fd is None and settings.api_workers > 1:
+        from app.supervisor import Supervisor, bind
+
+        command = [sys.executable, "-m", "app", "serve", "--workers", "1"]
+        supervisor = Supervisor(
+            bind(settings.host, settings.port),
+            settings.api_workers,
+            command,
+            grace=settings.shutdown_grace,
+        )
+        return supervisor.run()
     from app.application import create_app
     from app.server import build_server
 
+    sockets = None
+    if listen_fd is not None:  # a child of the supervisor: serve on the socket it bound
+        from app.supervisor import die_with_parent
+
+        die_with_parent()
+        sockets = [socket.socket(fileno=listen_fd)]
     server = build_server(create_app(settings), settings)
-    server.run()
+    server.run(sockets)
     return 0 if server.started else 1
 
 

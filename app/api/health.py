@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable
 
 from starlette.requests import Request
@@ -30,7 +31,7 @@ async def readyz(request: Request) -> Response:
     results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
     results["feed"] = {"ok": svc.feed.running, "mode": svc.feed.mode}
     ready = all(result["ok"] for result in results.values())
-    body = {"status": "ready" if ready else "unavailable", "checks": results}
+    body = {"status": "ready" if ready else "unavailable", "pid": os.getpid(), "checks": results}
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
