@@ -50,7 +50,8 @@ class Supervised:
 
 @pytest.fixture
 async def supervised(settings: Settings, tmp_path: Path) -> AsyncIterator[Supervised]:
-    assert settings.mongo_url is not None and settings.redis_url is not None
+    assert settings.mongo_url is not None
+    assert settings.redis_url is not None
     port = free_port()
     env = dict(os.environ)
     env.update(
