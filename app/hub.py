@@ -4,6 +4,13 @@ The hub keeps, per watched session, the highest position it has published withou
 (the watermark), so the feeds know where to read from and duplicates are dropped once, here.
 Each subscriber gets the shared, pre-framed bytes in a bounded buffer; overflowing it marks
 the subscriber so its stream ends with a resumable position.
+
+A stream that waits with nothing buffered or held back may lend its subscription a direct
+writer (`park`; see app/direct.py). While it is parked, the hub writes each frame that follows
+on from the subscription's position straight to the client, in the publishing pass, without
+waking the stream. Anything else (a position out of order, a writer that refuses because the
+client is slow or gone, a wake-up) ends the parking and goes through the buffer as above, so
+the order, the dedup by position and the buffer bound are the same on both paths.
 """
 
 from __future__ import annotations
@@ -14,9 +21,13 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
 
 from app.sse import event_frame
 from app.store.codec import Document
+
+if TYPE_CHECKING:
+    from app.direct import Writer
 
 logger = logging.getLogger(__name__)
 
@@ -27,38 +38,92 @@ type Filler = Callable[[str, list[int]], Awaitable[list[Document]]]
 class Subscription:
     """One subscriber's bounded buffer. Filled by the hub, drained by the subscriber's stream."""
 
-    __slots__ = ("_buffer", "_limit", "_waiter", "_woken", "overflowed", "session_id")
+    __slots__ = (
+        "_buffer",
+        "_handed",
+        "_limit",
+        "_nudge_at",
+        "_waiter",
+        "_woken",
+        "_writer",
+        "overflowed",
+        "position",
+        "session_id",
+        "written_at",
+    )
 
     def __init__(self, session_id: str, limit: int) -> None:
         self.session_id = session_id
         self._buffer: collections.deque[Item] = collections.deque()
         self._limit = limit
+        self._nudge_at = max(1, limit // 2)
+        self._handed = 0  # items pushed since the last drain, written directly or buffered
         self._waiter: asyncio.Future[None] | None = None
         self._woken = False
+        self._writer: Writer | None = None
         self.overflowed = False
+        self.position = 0  # while parked: the last position written to the client
+        self.written_at = 0.0  # monotonic time of the last of them
 
-    def push(self, item: Item) -> None:
+    def push(self, item: Item) -> int:
+        """Buffer `item` and wake the stream, or write it directly when parked: return 1 then.
+
+        The bound counts both paths: more than `limit` items handed over between two drains
+        by the stream is an overflow, wherever they went. A parked stream is woken halfway
+        there, so a client that keeps up never gets near it.
+        """
         if self.overflowed:
-            return
-        if len(self._buffer) >= self._limit:
+            return 0
+        if self._handed >= self._limit:
             self.overflowed = True
             self._buffer.clear()
-        else:
-            self._buffer.append(item)
+            self.wake()
+            return 0
+        self._handed += 1
+        writer = self._writer
+        if writer is not None:
+            seq, frame = item
+            if seq <= self.position:  # the stream has it already (replayed from the database)
+                return 0
+            if seq == self.position + 1 and (frame is None or writer(frame)):
+                self.position = seq
+                if self._handed >= self._nudge_at:
+                    _resolve_if_waiting(self._waiter)
+                if frame is None:
+                    return 0
+                self.written_at = time.monotonic()
+                return 1
+            self._writer = None  # out of order, or the writer refused: the stream takes over
+        self._buffer.append(item)
         self.wake()
+        return 0
+
+    def park(self, position: int, writer: Writer) -> None:
+        """The stream has written up to `position` and holds nothing back; the hub may write on.
+
+        Ignored while items are buffered or a wake-up is pending: the stream will not wait.
+        """
+        if not self._buffer and not self._woken and not self.overflowed:
+            self.position = position
+            self._writer = writer
+
+    def unpark(self, position: int) -> int:
+        """End the parking; return the position the stream continues from."""
+        self._writer = None
+        return max(position, self.position)
 
     def drain(self) -> list[Item]:
         items = list(self._buffer)
         self._buffer.clear()
+        self._handed = 0
         self._woken = False
         return items
 
     def wake(self) -> None:
-        """Make the current or next `wait` return (until the next `drain`)."""
+        """Make the current or next `wait` return (until the next `drain`); end any parking."""
         self._woken = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._writer = None
+        _resolve_if_waiting(self._waiter)
 
     async def wait(self, timeout: float | None) -> None:
         """Return when items arrive, on overflow or a wake-up, or after `timeout` seconds.
@@ -87,6 +152,11 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
+def _resolve_if_waiting(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
 class _Session:
     __slots__ = ("beyond", "stuck_since", "subscribers", "watermark")
 
@@ -98,13 +168,21 @@ class _Session:
 
 
 class Hub:
-    def __init__(self, *, buffer_limit: int = 1000, filler: Filler | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        buffer_limit: int = 1000,
+        filler: Filler | None = None,
+        on_written: Callable[[int], object] | None = None,
+    ) -> None:
         self._buffer_limit = buffer_limit
+        self._on_written = on_written  # told how many frames each publish wrote directly
         self._sessions: dict[str, _Session] = {}
         self._filler = filler
         self._fills: dict[tuple[str, tuple[int, ...]], asyncio.Future[list[Document]]] = {}
         self.closing = asyncio.Event()
         self.published = 0
+        self.written = 0  # frames written directly to parked subscribers (app/direct.py)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, session_id: str) -> AsyncIterator[Subscription]:
@@ -134,7 +212,7 @@ class Hub:
 
     def publish(self, docs: Iterable[Document]) -> int:
         """Fan stored documents out to their sessions' subscribers; return how many were new."""
-        delivered = 0
+        delivered = written = 0
         for doc in docs:
             session = self._sessions.get(doc["session_id"])
             if session is None:
@@ -144,9 +222,13 @@ class Hub:
                 continue
             item: Item = (seq, None if doc.get("void") else event_frame(doc))
             for subscription in session.subscribers:
-                subscription.push(item)
+                written += subscription.push(item)
             delivered += 1
         self.published += delivered
+        if written:
+            self.written += written
+            if self._on_written is not None:
+                self._on_written(written)
         return delivered
 
     def _advance(self, session: _Session, seq: int) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from app.direct import protocol_class
 from app.settings import Settings
 
 
@@ -45,6 +46,7 @@ class Server(uvicorn.Server):
 def build_server(app: Starlette, settings: Settings, *, port: int | None = None) -> Server:
     config = uvicorn.Config(
         app,
+        http=protocol_class(),
         host=settings.host,
         port=settings.port if port is None else port,
         lifespan="on",
