@@ -8,6 +8,7 @@ runs only that part and prints its table (BENCHMARKS.md is left alone):
     python -m bench load_test_sse --server seed --clients 100 --rate 20   # database-fed
     python -m bench benchmark_events --events 500
     python -m bench push_vs_poll | ceiling | capacity
+    python -m bench scaling --clients 1000 --sessions 10 --rate 2000   # 1 vs 2 processes
 
 MongoDB and Redis come from MONGO_URL and REDIS_URL when set, else embedded ones are started
 (the MongoDB stand-in is slow: see BENCHMARKS.md for which figures need a real MongoDB).
@@ -38,11 +39,12 @@ from bench.load_test_sse import Load, measure
 from bench.machine import facts
 from bench.procs import ROOT, raise_nofile
 from bench.push_vs_poll import push_vs_poll
+from bench.scaling import scaling
 from bench.stats import median
 
 logger = logging.getLogger("bench")
 
-PARTS = ("load_test_sse", "benchmark_events", "push_vs_poll", "ceiling", "capacity")
+PARTS = ("load_test_sse", "benchmark_events", "push_vs_poll", "ceiling", "capacity", "scaling")
 RESULTS = ROOT / "bench" / "results"
 LAYERS = {
     "in-process feed (bench/synthetic.py), incl. publishing": "bench/synthetic.py",
@@ -190,6 +192,17 @@ async def part_capacity(args: argparse.Namespace, found: Backends) -> dict[str, 
     )
 
 
+async def part_scaling(args: argparse.Namespace, found: Backends) -> dict[str, Any]:
+    return await scaling(
+        found,
+        clients=_pick(args.clients, 1000, 100, args),
+        sessions=_pick(args.sessions, 10, 2, args),
+        rate=_pick(args.rate, 2000.0, 200.0, args),
+        duration=_pick(args.duration, 10.0, 2.0, args),
+        repeat=args.repeat,
+    )
+
+
 async def run(args: argparse.Namespace, found: Backends) -> dict[str, Any]:
     parts = PARTS if args.part == "all" else (args.part,)
     results: dict[str, Any] = {}
@@ -204,6 +217,8 @@ async def run(args: argparse.Namespace, found: Backends) -> dict[str, Any]:
         results["push_rate"] = _push_rate(args, found)
     if "capacity" in parts:
         results["capacity"] = await part_capacity(args, found)
+    if "scaling" in parts:
+        results["scaling"] = await part_scaling(args, found)
     profiles = {}
     if results.get("ceiling", {}).get("profile_summary"):
         profiles["throughput run (ceiling configuration)"] = results["ceiling"]["profile_summary"]
