@@ -6,11 +6,13 @@ Each subscriber gets the shared, pre-framed bytes in a bounded buffer; overflowi
 the subscriber so its stream ends with a resumable position.
 
 A stream that waits with nothing buffered or held back may lend its subscription a direct
-writer (`park`; see app/direct.py). While it is parked, the hub writes each frame that follows
-on from the subscription's position straight to the client, in the publishing pass, without
-waking the stream. Anything else (a position out of order, a writer that refuses because the
-client is slow or gone, a wake-up) ends the parking and goes through the buffer as above, so
-the order, the dedup by position and the buffer bound are the same on both paths.
+writer (`park`; see app/direct.py). Items for a parked subscriber still go into its buffer,
+but do not wake its stream: right after the publishing (one `call_soon` per pass, not per
+subscriber) the hub writes each parked subscriber's buffered frames that follow on from its
+position, joined into one write. Anything else (a hole before the next position, a writer
+that refuses because the client is slow or gone, a wake-up) ends the parking and leaves the
+items in the buffer for the stream. The buffer is the one place items wait on either path,
+so the order, the dedup by position and the buffer bound are the same on both.
 """
 
 from __future__ import annotations
@@ -36,13 +38,12 @@ type Filler = Callable[[str, list[int]], Awaitable[list[Document]]]
 
 
 class Subscription:
-    """One subscriber's bounded buffer. Filled by the hub, drained by the subscriber's stream."""
+    """One subscriber's bounded buffer. Filled by the hub, drained by the subscriber's stream,
+    or, while the stream is parked, written out by the hub itself (`write_out`)."""
 
     __slots__ = (
         "_buffer",
-        "_handed",
         "_limit",
-        "_nudge_at",
         "_waiter",
         "_woken",
         "_writer",
@@ -56,47 +57,63 @@ class Subscription:
         self.session_id = session_id
         self._buffer: collections.deque[Item] = collections.deque()
         self._limit = limit
-        self._nudge_at = max(1, limit // 2)
-        self._handed = 0  # items pushed since the last drain, written directly or buffered
         self._waiter: asyncio.Future[None] | None = None
         self._woken = False
         self._writer: Writer | None = None
         self.overflowed = False
         self.position = 0  # while parked: the last position written to the client
-        self.written_at = 0.0  # monotonic time of the last of them
+        self.written_at = 0.0  # monotonic time of the hub's last write for this subscriber
 
-    def push(self, item: Item) -> int:
-        """Buffer `item` and wake the stream, or write it directly when parked: return 1 then.
-
-        The bound counts both paths: more than `limit` items handed over between two drains
-        by the stream is an overflow, wherever they went. A parked stream is woken halfway
-        there, so a client that keeps up never gets near it.
-        """
+    def push(self, item: Item) -> bool:
+        """Buffer `item`; wake the stream, or, when parked, return True: write me out soon."""
         if self.overflowed:
-            return 0
-        if self._handed >= self._limit:
+            return False
+        if len(self._buffer) >= self._limit:
             self.overflowed = True
             self._buffer.clear()
             self.wake()
-            return 0
-        self._handed += 1
-        writer = self._writer
-        if writer is not None:
-            seq, frame = item
-            if seq <= self.position:  # the stream has it already (replayed from the database)
-                return 0
-            if seq == self.position + 1 and (frame is None or writer(frame)):
-                self.position = seq
-                if self._handed >= self._nudge_at:
-                    _resolve_if_waiting(self._waiter)
-                if frame is None:
-                    return 0
-                self.written_at = time.monotonic()
-                return 1
-            self._writer = None  # out of order, or the writer refused: the stream takes over
+            return False
         self._buffer.append(item)
+        if self._writer is not None:
+            return len(self._buffer) == 1
         self.wake()
-        return 0
+        return False
+
+    def write_out(self) -> int:
+        """While parked, write what is buffered that follows on from `position`, in one write.
+
+        Returns the number of frames written. Anything it cannot write (a hole before the
+        next position, a writer that refuses) ends the parking and wakes the stream, which
+        finds those items in the buffer.
+        """
+        writer = self._writer
+        buffer = self._buffer
+        if writer is None or not buffer:
+            return 0
+        position = self.position
+        frames: list[bytes] = []
+        taken = 0
+        for seq, frame in buffer:
+            if seq > position + 1:
+                break
+            taken += 1
+            if seq == position + 1:  # (one at or below `position` the stream has already)
+                position = seq
+                if frame is not None:
+                    frames.append(frame)
+        if frames and not writer(frames[0] if len(frames) == 1 else b"".join(frames)):
+            self.wake()  # slow or gone: the stream takes over, from the same items
+            return 0
+        if taken == len(buffer):
+            buffer.clear()
+        else:
+            for _ in range(taken):
+                buffer.popleft()
+            self.wake()  # a hole: the stream holds the rest back and fills it
+        self.position = position
+        if frames:
+            self.written_at = time.monotonic()
+        return len(frames)
 
     def park(self, position: int, writer: Writer) -> None:
         """The stream has written up to `position` and holds nothing back; the hub may write on.
@@ -115,7 +132,6 @@ class Subscription:
     def drain(self) -> list[Item]:
         items = list(self._buffer)
         self._buffer.clear()
-        self._handed = 0
         self._woken = False
         return items
 
@@ -123,7 +139,9 @@ class Subscription:
         """Make the current or next `wait` return (until the next `drain`); end any parking."""
         self._woken = True
         self._writer = None
-        _resolve_if_waiting(self._waiter)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def wait(self, timeout: float | None) -> None:
         """Return when items arrive, on overflow or a wake-up, or after `timeout` seconds.
@@ -149,11 +167,6 @@ class Subscription:
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
-        waiter.set_result(None)
-
-
-def _resolve_if_waiting(waiter: asyncio.Future[None] | None) -> None:
-    if waiter is not None and not waiter.done():
         waiter.set_result(None)
 
 
@@ -183,6 +196,8 @@ class Hub:
         self.closing = asyncio.Event()
         self.published = 0
         self.written = 0  # frames written directly to parked subscribers (app/direct.py)
+        self._parked: list[Subscription] = []  # parked subscribers with frames to write out
+        self._writing = False  # a write-out pass is scheduled
 
     @contextlib.asynccontextmanager
     async def subscribe(self, session_id: str) -> AsyncIterator[Subscription]:
@@ -195,6 +210,7 @@ class Hub:
         try:
             yield subscription
         finally:
+            subscription.unpark(0)  # a write-out pass still scheduled skips it
             session.subscribers.discard(subscription)
             if not session.subscribers and self._sessions.get(session_id) is session:
                 del self._sessions[session_id]
@@ -212,7 +228,8 @@ class Hub:
 
     def publish(self, docs: Iterable[Document]) -> int:
         """Fan stored documents out to their sessions' subscribers; return how many were new."""
-        delivered = written = 0
+        delivered = 0
+        parked = self._parked
         for doc in docs:
             session = self._sessions.get(doc["session_id"])
             if session is None:
@@ -222,14 +239,27 @@ class Hub:
                 continue
             item: Item = (seq, None if doc.get("void") else event_frame(doc))
             for subscription in session.subscribers:
-                written += subscription.push(item)
+                if subscription.push(item):
+                    parked.append(subscription)
             delivered += 1
         self.published += delivered
+        if parked and not self._writing:
+            self._writing = True
+            asyncio.get_running_loop().call_soon(self._write_out)
+        return delivered
+
+    def _write_out(self) -> None:
+        """Write the frames published since the last pass to every parked subscriber: one
+        write each, however many events arrived in between (so a busy process batches)."""
+        parked, self._parked = self._parked, []
+        self._writing = False
+        written = 0
+        for subscription in parked:
+            written += subscription.write_out()
         if written:
             self.written += written
             if self._on_written is not None:
                 self._on_written(written)
-        return delivered
 
     def _advance(self, session: _Session, seq: int) -> bool:
         mark = session.watermark
