@@ -56,6 +56,8 @@ LAYERS = {
     "Starlette middleware send wrappers": "starlette/middleware/errors.py",
     "asyncio.timeout (stream waits and sends)": "asyncio/timeouts.py",
     "prometheus_client": "prometheus_client",
+    "hub write-out to parked subscribers, incl. socket writes": "Hub._write_out (",
+    "direct writer (app/direct.py), incl. socket writes": "app/direct.py",
 }
 
 

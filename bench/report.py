@@ -514,8 +514,11 @@ def render(results: Results) -> str:
         " rerun it. `python -m bench --help` lists the parts and their flags.",
         "",
     ]
+    from bench.report_scaling import scaling_section, targets16
+
     lines += machine(results)
     lines += targets(results)
+    lines += targets16(results)
     lines += guide(results)
     for section in (
         latency_section,
@@ -523,6 +526,7 @@ def render(results: Results) -> str:
         push_section,
         capacity_section,
         events_section,
+        scaling_section,
         profiles_section,
     ):
         lines += section(results)

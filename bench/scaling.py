@@ -34,8 +34,11 @@ async def scaling(
     rate: float,
     duration: float,
     repeat: int,
+    template: Load | None = None,
 ) -> dict[str, Any]:
-    base = Load(clients=clients, sessions=sessions, rate=rate, duration=duration)
+    base = dataclasses.replace(
+        template or Load(), clients=clients, sessions=sessions, rate=rate, duration=duration
+    )
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONFIGS}
     load_average: list[float] = []
     for round_ in range(repeat):

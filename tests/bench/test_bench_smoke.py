@@ -19,6 +19,7 @@ from bench.capacity import capacity
 from bench.load_test_sse import Load, measure
 from bench.profile import summarize
 from bench.push_vs_poll import push_vs_poll
+from bench.scaling import scaling
 from support.servers import MongoSource
 
 TINY = Load(duration=1.0, warmup=0.3, settle=0.1, linger=0.2)
@@ -131,3 +132,19 @@ def test_profile_summary_reads_py_spy_raw_output(tmp_path: Path) -> None:
     assert samples == 40
     assert hotspots[0].function == "_flush (/x/app/stream.py)"
     assert hotspots[0].self_share == pytest.approx(0.75)
+
+
+async def test_scaling_runs_one_and_two_processes_and_the_baseline(found: Backends) -> None:
+    result = await scaling(
+        found, clients=8, sessions=2, rate=100, duration=1.0, repeat=1, template=TINY
+    )
+    for name, run in result["median"].items():
+        assert run["deliveries_per_s"] > 0, name
+        assert run["server_cpu"] > 0, name
+    assert result["speedup"] > 0
+    [two] = result["runs"]["2 processes"]
+    assert two["connected"] == 8
+    assert two["errors"] == 0
+    text = _render(scaling=result)
+    assert "## scaling: one API process against two" in text
+    assert "## Targets (issue 16)" in text
