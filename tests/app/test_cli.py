@@ -80,3 +80,11 @@ def test_a_bad_setting_is_one_line_and_exit_2(
         "error: SSE_POLL_INTERVAL='-1' is invalid: SSE_POLL_INTERVAL accepts a number > 0.0"
         " and <= 60.0\n"
     )
+
+
+def test_a_bad_workers_option_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["serve", "--workers", "none"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --workers='none' is invalid: --workers accepts `auto` or a whole number"
+        " from 1 to 256\n"
+    )
