@@ -76,8 +76,15 @@ def _serve(settings: Settings, listen_fd: int | None) -> int:
         from app.supervisor import Supervisor, bind
 
         command = [sys.executable, "-m", "app", "serve", "--workers", "1"]
+        try:
+            sock = bind(settings.host, settings.port)
+        except OSError as exc:
+            print(
+                f"error: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr
+            )
+            return 1
         supervisor = Supervisor(
-            bind(settings.host, settings.port),
+            sock,
             settings.api_workers,
             command,
             grace=settings.shutdown_grace,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import socket
 from collections.abc import Iterator
 
 import orjson
@@ -88,3 +89,16 @@ def test_a_bad_workers_option_is_one_line_and_exit_2(capsys: pytest.CaptureFixtu
         "error: --workers='none' is invalid: --workers accepts `auto` or a whole number"
         " from 1 to 256\n"
     )
+
+
+def test_workers_on_a_port_in_use_is_one_line_and_exit_1(
+    environment: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("PORT", str(port))
+        monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1")  # never reached
+        assert cli.main(["serve", "--workers", "2"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
+    assert err.count("\n") == 1
