@@ -9,6 +9,7 @@ runs only that part and prints its table (BENCHMARKS.md is left alone):
     python -m bench benchmark_events --events 500
     python -m bench push_vs_poll | ceiling | capacity
     python -m bench scaling --clients 1000 --sessions 10 --rate 2000   # 1 vs 2 processes
+    python -m bench load_test_sse scaling --sessions 10 --merge  # rerun two parts, merge them
 
 MongoDB and Redis come from MONGO_URL and REDIS_URL when set, else embedded ones are started
 (the MongoDB stand-in is slow: see BENCHMARKS.md for which figures need a real MongoDB).
@@ -37,6 +38,7 @@ from bench.capacity import capacity
 from bench.ceiling import ceiling
 from bench.load_test_sse import Load, measure
 from bench.machine import facts
+from bench.merge import merge
 from bench.procs import ROOT, raise_nofile
 from bench.push_vs_poll import push_vs_poll
 from bench.scaling import scaling
@@ -65,7 +67,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("part", nargs="?", choices=("all", *PARTS), default="all")
+    parser.add_argument("parts", nargs="*", choices=("all", *PARTS), metavar="part")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="fold the named parts' results into --output instead of printing them",
+    )
     parser.add_argument("--clients", type=int, help="SSE clients (load_test_sse, ceiling)")
     parser.add_argument("--duration", type=float, help="seconds of each measured window")
     parser.add_argument("--sessions", type=int, help="sessions the clients spread over")
@@ -83,6 +90,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy runs")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
+    if not args.parts or "all" in args.parts:
+        args.parts, args.part = list(PARTS), "all"
+    else:
+        args.part = args.parts[0] if len(args.parts) == 1 else "several"
+    if args.merge and args.part == "all":
+        parser.error("--merge takes the parts to merge")
     args.repeat = args.repeat or (1 if args.quick else 3)
     if args.repeat < 1 or (args.duration is not None and not 0 < args.duration <= 600):
         parser.error("--repeat must be >= 1 and --duration in (0, 600]")
@@ -206,7 +219,7 @@ async def part_scaling(args: argparse.Namespace, found: Backends) -> dict[str, A
 
 
 async def run(args: argparse.Namespace, found: Backends) -> dict[str, Any]:
-    parts = PARTS if args.part == "all" else (args.part,)
+    parts = tuple(args.parts)
     results: dict[str, Any] = {}
     if "benchmark_events" in parts:
         results["events"] = await part_events(args, found)
@@ -254,10 +267,14 @@ def main(argv: list[str] | None = None) -> int:
     results["elapsed_s"] = time.monotonic() - started
     results["repeat"] = args.repeat
     results["command"] = " ".join(["./dev bench", shlex.join(argv or sys.argv[1:])]).strip()
-    name = "latest" if args.part == "all" else args.part
+    name = "latest" if args.part == "all" else "-".join(args.parts)
     (RESULTS / f"{name}.json").write_bytes(
         orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
     )
+    if args.merge:
+        args.output.write_text(merge(args.output.read_text(), results, results["command"]))
+        logger.info("merged into %s in %.0f s", args.output, results["elapsed_s"])
+        return 0
     text = report.render(results)
     if args.part == "all":
         args.output.write_text(text)

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -245,6 +246,7 @@ def _figures(
         "error_samples": [s for r in results for s in r["error_samples"]][:5],
         "with_heartbeat": sum(r["with_heartbeat"] for r in results),
         "subscribers": after.stats.get("subscribers"),
+        "load_average": os.getloadavg()[0],  # the machine's, over the last minute
         "commands": after.stats.get("commands", {}),
     }
     if after.mongo_cpu_s is not None and before.mongo_cpu_s is not None:
