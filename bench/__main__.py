@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import shlex
 import sys
 import time
@@ -265,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         results["facts"] = facts(found.mongo_kind)
         results["embedded"] = found.embedded
     results["elapsed_s"] = time.monotonic() - started
+    results["finished_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results["load_average_end"] = os.getloadavg()[0]
     results["repeat"] = args.repeat
     results["command"] = " ".join(["./dev bench", shlex.join(argv or sys.argv[1:])]).strip()
     name = "latest" if args.part == "all" else "-".join(args.parts)

@@ -105,7 +105,7 @@ def merge(existing: str, results: Results, command: str) -> str:
             sections = _sections(merged)
             _put(sections, _block(targets) + "\n", after="## Targets (issue 6)")
             merged = "\n".join(s.rstrip("\n") + "\n" for s in sections)
-    return _note(merged, command)
+    return _note(merged, command, results)
 
 
 def _retarget(sections: list[str], p99: float) -> None:
@@ -124,9 +124,11 @@ def _retarget(sections: list[str], p99: float) -> None:
     )
 
 
-def _note(text: str, command: str) -> str:
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    load = os.getloadavg()[0]
+def _note(text: str, command: str, results: Results) -> str:
+    now = results.get("finished_at") or datetime.datetime.now(datetime.UTC).strftime(
+        "%Y-%m-%d %H:%M UTC"
+    )
+    load = results.get("load_average_end") or os.getloadavg()[0]
     line = (
         f"Merged: `{command}` at {now}, load average {load:.1f} at its end (other work shares"
         " the machine); its sections replace theirs, every other figure is from the run above."
