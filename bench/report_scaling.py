@@ -37,8 +37,24 @@ def starved(scaling: dict[str, Any]) -> bool:
     return two["deliveries_per_s"] < 0.9 * offered and two["server_cpu"] < 0.8 * 2
 
 
+def offered_bound(scaling: dict[str, Any]) -> bool:
+    """Two processes delivered (nearly) all that was offered: the ratio cannot exceed
+    offered / one process, whatever the servers could do."""
+    cfg = scaling["config"]
+    offered = cfg["rate"] * cfg["clients"] / cfg["sessions"]
+    return scaling["median"]["2 processes"]["deliveries_per_s"] >= 0.9 * offered
+
+
 def machine_bound(scaling: dict[str, Any]) -> bool:
-    return client_bound(scaling) or starved(scaling)
+    return client_bound(scaling) or starved(scaling) or offered_bound(scaling)
+
+
+def _limit(scaling: dict[str, Any]) -> str:
+    if client_bound(scaling):
+        return "the load client"
+    if offered_bound(scaling):
+        return "the offered load (all a load client on this machine can take)"
+    return "other work on the machine"
 
 
 def targets16(results: Results) -> list[str]:
@@ -79,8 +95,7 @@ def targets16(results: Results) -> list[str]:
         rounds = ", ".join(f"{s:.2f}x" for s in scaling["speedups"])
         verdict = _met(scaling["speedup"] >= 1.7)
         if scaling["speedup"] < 1.7 and bound:
-            limit = "the load client" if client_bound(scaling) else "other work on the machine"
-            verdict = f"not measurable here: {limit} is the limit (see scaling)"
+            verdict = f"not measurable here: {_limit(scaling)} is the limit (see scaling)"
         rows.append(
             [
                 "two processes deliver ≥ 1.7x one, where the load client is not the limit",
@@ -169,6 +184,22 @@ def scaling_section(results: Results) -> list[str]:
             " work. A second process cannot get a core of its own, so deliveries/s cannot"
             " double; read the CPU per delivery instead, which says what each process costs"
             " per delivery and so what N free cores would carry.",
+            "",
+        ]
+    elif offered_bound(scaling):
+        one = scaling["median"]["1 process"]
+        cfg = scaling["config"]
+        offered = cfg["rate"] * cfg["clients"] / cfg["sessions"]
+        lines += [
+            "The offered load is the limit here: two processes delivered"
+            f" {num(two['deliveries_per_s'] / offered * 100)}% of it, so the ratio could not"
+            f" exceed {num(offered / one['deliveries_per_s'], 2)}x. Offering more does not help"
+            " on this machine: the load client needs about as much CPU per delivery as a"
+            f" server (here {num(two['client_cpu'] * 100)}% of a core for"
+            f" {num(two['deliveries_per_s'])}/s), and it shares the 2 cores with the servers"
+            f" and with other work (load average {num(scaling['load_average'], 1)}). Read the"
+            " CPU per delivery: at that cost one process would carry, in CPU terms, about"
+            f" {num(1e6 / one['cpu_us_per_delivery'])} deliveries/s with a core to itself.",
             "",
         ]
     elif starved(scaling):
