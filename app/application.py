@@ -167,7 +167,9 @@ async def _open(
             found = await history.positions(session_id, seqs)
         return found
 
-    hub = Hub(buffer_limit=settings.sse_buffer_events, filler=fill)
+    hub = Hub(
+        buffer_limit=settings.sse_buffer_events, filler=fill, on_written=metrics.deliveries.inc
+    )
     metrics.watch_hub(hub.subscriber_counts)
     publisher = Publisher(hub, history, metrics, batch=settings.sse_batch_size)
     feed = (

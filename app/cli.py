@@ -6,14 +6,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 
 from app import terminal
 from app.logs import start_entry_point
-from app.settings import Settings, SettingsError
+from app.settings import Settings, SettingsError, parse_workers
 
 logger = logging.getLogger("app")
 
@@ -21,7 +23,14 @@ logger = logging.getLogger("app")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="app", description="agentstream API and admin")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="run the API (uvicorn) on HOST:PORT")
+    serve = commands.add_parser("serve", help="run the API (uvicorn) on HOST:PORT")
+    serve.add_argument(
+        "--workers",
+        metavar="N",
+        help="API processes on the one port: a number, or `auto` for the usable cores"
+        " (default: API_WORKERS, else 1)",
+    )
+    serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)  # a supervisor's child
     commands.add_parser("migrate", help="create or update every index and TTL, then exit")
     commands.add_parser("dev", help="API + worker, with embedded MongoDB and Redis when unset")
     stats = commands.add_parser("stats", help="indexes, collection stats, counts, newest events")
@@ -48,7 +57,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "token":
         return _token(settings, args.sub, args.scope, args.sessions, args.ttl)
     if args.command == "serve":
-        return _serve(settings)
+        if args.workers is not None:
+            try:
+                workers = parse_workers("--workers", args.workers)
+            except SettingsError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            settings = dataclasses.replace(settings, api_workers=workers)
+        return _serve(settings, args.listen_fd)
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
     if args.command == "stats":
@@ -100,7 +116,7 @@ def _token(settings: Settings, sub: str, scope: str, sessions: str, ttl: float) 
     return 0
 
 
-def _serve(settings: Settings) -> int:
+def _serve(settings: Settings, listen_fd: int | None) -> int:
     try:
         settings.check_auth()
     except SettingsError as exc:
@@ -108,14 +124,38 @@ def _serve(settings: Settings) -> int:
         return 2
     if not _require_urls(settings):
         return 2
+    if listen_fd is None and settings.api_workers > 1:
+        from app.supervisor import Supervisor, bind
+
+        command = [sys.executable, "-m", "app", "serve", "--workers", "1"]
+        try:
+            sock = bind(settings.host, settings.port)
+        except OSError as exc:
+            print(
+                f"error: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr
+            )
+            return 1
+        supervisor = Supervisor(
+            sock,
+            settings.api_workers,
+            command,
+            grace=settings.shutdown_grace,
+        )
+        return supervisor.run()
     from app.application import create_app
     from app.server import build_server, raise_open_file_limit
 
     soft, hard = raise_open_file_limit()
     logger.info("open file limit: %d (hard %d)", soft, hard)
+    sockets = None
+    if listen_fd is not None:  # a child of the supervisor: serve on the socket it bound
+        from app.supervisor import die_with_parent
+
+        die_with_parent()
+        sockets = [socket.socket(fileno=listen_fd)]
     server = build_server(create_app(settings), settings)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises Ctrl-C again once stopped
-        server.run()
+        server.run(sockets)
     return 0 if server.started else 1
 
 

@@ -4,6 +4,15 @@ The hub keeps, per watched session, the highest position it has published withou
 (the watermark), so the feeds know where to read from and duplicates are dropped once, here.
 Each subscriber gets the shared, pre-framed bytes in a bounded buffer; overflowing it marks
 the subscriber so its stream ends with a resumable position.
+
+A stream that waits with nothing buffered or held back may lend its subscription a direct
+writer (`park`; see app/direct.py). Items for a parked subscriber still go into its buffer,
+but do not wake its stream: right after the publishing (one `call_soon` per pass, not per
+subscriber) the hub writes each parked subscriber's buffered frames that follow on from its
+position, joined into one write. Anything else (a hole before the next position, a writer
+that refuses because the client is slow or gone, a wake-up) ends the parking and leaves the
+items in the buffer for the stream. The buffer is the one place items wait on either path,
+so the order, the dedup by position and the buffer bound are the same on both.
 """
 
 from __future__ import annotations
@@ -14,9 +23,13 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
 
 from app.sse import event_frame
 from app.store.codec import Document
+
+if TYPE_CHECKING:
+    from app.direct import Writer
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +38,20 @@ type Filler = Callable[[str, list[int]], Awaitable[list[Document]]]
 
 
 class Subscription:
-    """One subscriber's bounded buffer. Filled by the hub, drained by the subscriber's stream."""
+    """One subscriber's bounded buffer. Filled by the hub, drained by the subscriber's stream,
+    or, while the stream is parked, written out by the hub itself (`write_out`)."""
 
-    __slots__ = ("_buffer", "_limit", "_waiter", "_woken", "overflowed", "session_id")
+    __slots__ = (
+        "_buffer",
+        "_limit",
+        "_waiter",
+        "_woken",
+        "_writer",
+        "overflowed",
+        "position",
+        "session_id",
+        "written_at",
+    )
 
     def __init__(self, session_id: str, limit: int) -> None:
         self.session_id = session_id
@@ -35,17 +59,75 @@ class Subscription:
         self._limit = limit
         self._waiter: asyncio.Future[None] | None = None
         self._woken = False
+        self._writer: Writer | None = None
         self.overflowed = False
+        self.position = 0  # while parked: the last position written to the client
+        self.written_at = 0.0  # monotonic time of the hub's last write for this subscriber
 
-    def push(self, item: Item) -> None:
+    def push(self, item: Item) -> bool:
+        """Buffer `item`; wake the stream, or, when parked, return True: write me out soon."""
         if self.overflowed:
-            return
+            return False
         if len(self._buffer) >= self._limit:
             self.overflowed = True
             self._buffer.clear()
-        else:
-            self._buffer.append(item)
+            self.wake()
+            return False
+        self._buffer.append(item)
+        if self._writer is not None:
+            return len(self._buffer) == 1
         self.wake()
+        return False
+
+    def write_out(self) -> int:
+        """While parked, write what is buffered that follows on from `position`, in one write.
+
+        Returns the number of frames written. Anything it cannot write (a hole before the
+        next position, a writer that refuses) ends the parking and wakes the stream, which
+        finds those items in the buffer.
+        """
+        writer = self._writer
+        buffer = self._buffer
+        if writer is None or not buffer:
+            return 0
+        position = self.position
+        frames: list[bytes] = []
+        taken = 0
+        for seq, frame in buffer:
+            if seq > position + 1:
+                break
+            taken += 1
+            if seq == position + 1:  # (one at or below `position` the stream has already)
+                position = seq
+                if frame is not None:
+                    frames.append(frame)
+        if frames and not writer(frames[0] if len(frames) == 1 else b"".join(frames)):
+            self.wake()  # slow or gone: the stream takes over, from the same items
+            return 0
+        if taken == len(buffer):
+            buffer.clear()
+        else:
+            for _ in range(taken):
+                buffer.popleft()
+            self.wake()  # a hole: the stream holds the rest back and fills it
+        self.position = position
+        if frames:
+            self.written_at = time.monotonic()
+        return len(frames)
+
+    def park(self, position: int, writer: Writer) -> None:
+        """The stream has written up to `position` and holds nothing back; the hub may write on.
+
+        Ignored while items are buffered or a wake-up is pending: the stream will not wait.
+        """
+        if not self._buffer and not self._woken and not self.overflowed:
+            self.position = position
+            self._writer = writer
+
+    def unpark(self, position: int) -> int:
+        """End the parking; return the position the stream continues from."""
+        self._writer = None
+        return max(position, self.position)
 
     def drain(self) -> list[Item]:
         items = list(self._buffer)
@@ -54,8 +136,9 @@ class Subscription:
         return items
 
     def wake(self) -> None:
-        """Make the current or next `wait` return (until the next `drain`)."""
+        """Make the current or next `wait` return (until the next `drain`); end any parking."""
         self._woken = True
+        self._writer = None
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -98,13 +181,23 @@ class _Session:
 
 
 class Hub:
-    def __init__(self, *, buffer_limit: int = 1000, filler: Filler | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        buffer_limit: int = 1000,
+        filler: Filler | None = None,
+        on_written: Callable[[int], object] | None = None,
+    ) -> None:
         self._buffer_limit = buffer_limit
+        self._on_written = on_written  # told how many frames each publish wrote directly
         self._sessions: dict[str, _Session] = {}
         self._filler = filler
         self._fills: dict[tuple[str, tuple[int, ...]], asyncio.Future[list[Document]]] = {}
         self.closing = asyncio.Event()
         self.published = 0
+        self.written = 0  # frames written directly to parked subscribers (app/direct.py)
+        self._parked: list[Subscription] = []  # parked subscribers with frames to write out
+        self._writing = False  # a write-out pass is scheduled
 
     @contextlib.asynccontextmanager
     async def subscribe(self, session_id: str) -> AsyncIterator[Subscription]:
@@ -117,6 +210,7 @@ class Hub:
         try:
             yield subscription
         finally:
+            subscription.unpark(0)  # a write-out pass still scheduled skips it
             session.subscribers.discard(subscription)
             if not session.subscribers and self._sessions.get(session_id) is session:
                 del self._sessions[session_id]
@@ -135,6 +229,7 @@ class Hub:
     def publish(self, docs: Iterable[Document]) -> int:
         """Fan stored documents out to their sessions' subscribers; return how many were new."""
         delivered = 0
+        parked = self._parked
         for doc in docs:
             session = self._sessions.get(doc["session_id"])
             if session is None:
@@ -144,10 +239,27 @@ class Hub:
                 continue
             item: Item = (seq, None if doc.get("void") else event_frame(doc))
             for subscription in session.subscribers:
-                subscription.push(item)
+                if subscription.push(item):
+                    parked.append(subscription)
             delivered += 1
         self.published += delivered
+        if parked and not self._writing:
+            self._writing = True
+            asyncio.get_running_loop().call_soon(self._write_out)
         return delivered
+
+    def _write_out(self) -> None:
+        """Write the frames published since the last pass to every parked subscriber: one
+        write each, however many events arrived in between (so a busy process batches)."""
+        parked, self._parked = self._parked, []
+        self._writing = False
+        written = 0
+        for subscription in parked:
+            written += subscription.write_out()
+        if written:
+            self.written += written
+            if self._on_written is not None:
+                self._on_written(written)
 
     def _advance(self, session: _Session, seq: int) -> bool:
         mark = session.watermark

@@ -13,6 +13,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from app.direct import protocol_class
 from app.limits.headers import header_timeout_protocol
 from app.settings import Settings
 
@@ -64,6 +65,7 @@ def raise_open_file_limit() -> tuple[int, int]:
 def build_server(app: Starlette, settings: Settings, *, port: int | None = None) -> Server:
     metrics = getattr(app.state, "metrics", None)
     on_timeout = None if metrics is None else metrics.header_timeouts.inc
+    direct = protocol_class()  # our httptools protocol, offering streams a direct writer
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -76,6 +78,8 @@ def build_server(app: Starlette, settings: Settings, *, port: int | None = None)
         forwarded_allow_ips=list(settings.forwarded_allow_ips),
         server_header=False,
         backlog=BACKLOG,
-        http=header_timeout_protocol(settings.header_timeout, on_timeout),
+        http=header_timeout_protocol(
+            settings.header_timeout, on_timeout, None if isinstance(direct, str) else direct
+        ),
     )
     return Server(config)

@@ -77,6 +77,7 @@ class LogFormat(enum.StrEnum):
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _DB_NAME = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
+MAX_API_WORKERS = 256
 _AGENT_SPEC = re.compile(r"^[a-z][a-z0-9_-]{0,63}=[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -113,6 +114,7 @@ class Settings:
     agents: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8000
+    api_workers: int = 1
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.TEXT
     migrate_on_startup: bool = True
@@ -306,6 +308,15 @@ def _addresses(variable: str, raw: str) -> tuple[str, ...]:
     return parts
 
 
+def parse_workers(variable: str, raw: str) -> int:
+    """A count of API processes, or `auto`: the cores this process may run on."""
+    if raw.lower() == "auto":
+        return len(os.sched_getaffinity(0))
+    if raw.isdigit() and 1 <= int(raw) <= MAX_API_WORKERS:
+        return int(raw)
+    raise SettingsError(variable, raw, f"`auto` or a whole number from 1 to {MAX_API_WORKERS}")
+
+
 def _agents(variable: str, raw: str) -> tuple[str, ...]:
     specs = tuple(part.strip() for part in raw.split(",") if part.strip())
     for spec in specs:
@@ -348,6 +359,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "agents": ("AGENTS", _agents),
     "host": ("HOST", _text),
     "port": ("PORT", _number(int, 0, 65_535)),
+    "api_workers": ("API_WORKERS", parse_workers),
     "log_level": ("LOG_LEVEL", _log_level),
     "log_format": ("LOG_FORMAT", _choice(LogFormat)),
     "migrate_on_startup": ("MIGRATE_ON_STARTUP", _bool),

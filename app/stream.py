@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import pymongo
 from pymongo.errors import PyMongoError
 
+from app.direct import writer_of
 from app.logs import log_context
 from app.sse import HEARTBEAT, control_frame, event_frame, retry_frame
 from app.store import tokens
@@ -24,6 +25,7 @@ from app.store import tokens
 if TYPE_CHECKING:
     from starlette.types import Message, Receive, Scope, Send
 
+    from app.direct import Writer
     from app.hub import Subscription
     from app.limits import Slot
     from app.services import Services
@@ -69,8 +71,10 @@ class EventStream:
         self._writing_since: float | None = None
         self._stuck = False
         self._task: asyncio.Task[object] | None = None
+        self._writer: Writer | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._writer = writer_of(scope)
         with self._slot:  # the stream's place under the caps, released however it ends
             await self._serve(receive, send)
 
@@ -160,7 +164,11 @@ class EventStream:
                 wait = min(wait, deadline - now)
             if self._gap_since is not None:
                 wait = min(wait, self._gap_since + settings.sse_gap_timeout - now)
+            if self._writer is not None and not self._pending:
+                subscription.park(self._position, self._writer)  # the hub writes while we wait
             await subscription.wait(max(wait, 0.0))
+            self._position = subscription.unpark(self._position)
+            last_write = max(last_write, subscription.written_at)
             if self._disconnected.is_set():
                 raise _Disconnected
 

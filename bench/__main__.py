@@ -8,6 +8,8 @@ runs only that part and prints its table (BENCHMARKS.md is left alone):
     python -m bench load_test_sse --server seed --clients 100 --rate 20   # database-fed
     python -m bench benchmark_events --events 500
     python -m bench push_vs_poll | ceiling | capacity | storm
+    python -m bench scaling --clients 1000 --sessions 10 --rate 2000   # 1 vs 2 processes
+    python -m bench load_test_sse scaling --sessions 10 --merge  # rerun two parts, merge them
 
 MongoDB and Redis come from MONGO_URL and REDIS_URL when set, else embedded ones are started
 (the MongoDB stand-in is slow: see BENCHMARKS.md for which figures need a real MongoDB).
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import shlex
 import sys
 import time
@@ -36,14 +39,24 @@ from bench.capacity import capacity
 from bench.ceiling import ceiling
 from bench.load_test_sse import Load, measure
 from bench.machine import facts
+from bench.merge import merge
 from bench.procs import ROOT, raise_nofile
 from bench.push_vs_poll import push_vs_poll
+from bench.scaling import scaling
 from bench.stats import median
 from bench.storm import run_storm
 
 logger = logging.getLogger("bench")
 
-PARTS = ("load_test_sse", "benchmark_events", "push_vs_poll", "ceiling", "capacity", "storm")
+PARTS = (
+    "load_test_sse",
+    "benchmark_events",
+    "push_vs_poll",
+    "ceiling",
+    "capacity",
+    "storm",
+    "scaling",
+)
 RESULTS = ROOT / "bench" / "results"
 LAYERS = {
     "in-process feed (bench/synthetic.py), incl. publishing": "bench/synthetic.py",
@@ -55,6 +68,8 @@ LAYERS = {
     "Starlette middleware send wrappers": "starlette/middleware/errors.py",
     "asyncio.timeout (stream waits and sends)": "asyncio/timeouts.py",
     "prometheus_client": "prometheus_client",
+    "hub write-out to parked subscribers, incl. socket writes": "Hub._write_out (",
+    "direct writer (app/direct.py), incl. socket writes": "app/direct.py",
 }
 
 
@@ -62,7 +77,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("part", nargs="?", choices=("all", *PARTS), default="all")
+    parser.add_argument("parts", nargs="*", choices=("all", *PARTS), metavar="part")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="fold the named parts' results into --output instead of printing them",
+    )
     parser.add_argument("--clients", type=int, help="SSE clients (load_test_sse, ceiling)")
     parser.add_argument("--duration", type=float, help="seconds of each measured window")
     parser.add_argument("--sessions", type=int, help="sessions the clients spread over")
@@ -80,6 +100,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy runs")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
+    if not args.parts or "all" in args.parts:
+        args.parts, args.part = list(PARTS), "all"
+    else:
+        args.part = args.parts[0] if len(args.parts) == 1 else "several"
+    if args.merge and args.part == "all":
+        parser.error("--merge takes the parts to merge")
     args.repeat = args.repeat or (1 if args.quick else 3)
     if args.repeat < 1 or (args.duration is not None and not 0 < args.duration <= 600):
         parser.error("--repeat must be >= 1 and --duration in (0, 600]")
@@ -191,8 +217,19 @@ async def part_capacity(args: argparse.Namespace, found: Backends) -> dict[str, 
     )
 
 
+async def part_scaling(args: argparse.Namespace, found: Backends) -> dict[str, Any]:
+    return await scaling(
+        found,
+        clients=_pick(args.clients, 1000, 100, args),
+        sessions=_pick(args.sessions, 10, 2, args),
+        rate=_pick(args.rate, 2000.0, 200.0, args),
+        duration=_pick(args.duration, 10.0, 2.0, args),
+        repeat=args.repeat,
+    )
+
+
 async def run(args: argparse.Namespace, found: Backends) -> dict[str, Any]:
-    parts = PARTS if args.part == "all" else (args.part,)
+    parts = tuple(args.parts)
     results: dict[str, Any] = {}
     if "benchmark_events" in parts:
         results["events"] = await part_events(args, found)
@@ -208,6 +245,8 @@ async def run(args: argparse.Namespace, found: Backends) -> dict[str, Any]:
     if "storm" in parts:
         clients = _pick(args.clients if args.part == "storm" else None, 4000, 400, args)
         results["storm"] = await run_storm(found, clients=clients, cap=clients // 2)
+    if "scaling" in parts:
+        results["scaling"] = await part_scaling(args, found)
     profiles = {}
     if results.get("ceiling", {}).get("profile_summary"):
         profiles["throughput run (ceiling configuration)"] = results["ceiling"]["profile_summary"]
@@ -239,12 +278,18 @@ def main(argv: list[str] | None = None) -> int:
         results["facts"] = facts(found.mongo_kind)
         results["embedded"] = found.embedded
     results["elapsed_s"] = time.monotonic() - started
+    results["finished_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results["load_average_end"] = os.getloadavg()[0]
     results["repeat"] = args.repeat
     results["command"] = " ".join(["./dev bench", shlex.join(argv or sys.argv[1:])]).strip()
-    name = "latest" if args.part == "all" else args.part
+    name = "latest" if args.part == "all" else "-".join(args.parts)
     (RESULTS / f"{name}.json").write_bytes(
         orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
     )
+    if args.merge:
+        args.output.write_text(merge(args.output.read_text(), results, results["command"]))
+        logger.info("merged into %s in %.0f s", args.output, results["elapsed_s"])
+        return 0
     text = report.render(results)
     if args.part == "all":
         args.output.write_text(text)

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -48,6 +49,8 @@ class Load:
     latency: str = "every"  # every | first: time each event, or the oldest of each read
     settle: float = 1.0  # seconds after the server starts, before its idle RSS is taken
     linger: float = 1.0  # seconds clients hold their connections after the window
+    workers: int = 1  # ours: API processes on the one port (app serve --workers)
+    direct: bool = True  # ours: the hub's direct writes; False = every frame through ASGI send
 
     @property
     def db_fed(self) -> bool:
@@ -56,6 +59,8 @@ class Load:
     @property
     def label(self) -> str:
         name = f"ours/{self.feed}" if self.server == "ours" else self.server
+        if self.server == "ours" and (self.workers > 1 or not self.direct):
+            name += f" x{self.workers}" + ("" if self.direct else " (ASGI send)")
         return f"{name} {self.clients} clients, {self.sessions} sessions, {self.rate:g} events/s"
 
 
@@ -64,7 +69,8 @@ def _server_args(load: Load) -> list[str]:
     expect = ["--expect", str(load.clients), *run_for]
     if load.server == "ours":
         rate = 0.0 if load.db_fed else load.rate
-        return ["--feed", load.feed, "--rate", str(rate), *expect]
+        mode = ["--workers", str(load.workers)] + ([] if load.direct else ["--no-direct"])
+        return ["--feed", load.feed, "--rate", str(rate), *mode, *expect]
     if load.server == "raw":
         return ["--rate", str(load.rate), *expect]
     return []
@@ -80,7 +86,7 @@ class Snapshot:
 
 
 async def _snapshot(http: httpx.AsyncClient, pid: int, mongo_pid: int | None) -> Snapshot:
-    usage = procs.usage(pid)
+    usage = procs.tree_usage(pid)  # with `--workers N`, the supervisor and its children
     try:
         stats = (await http.get("/bench-stats")).json()
     except (httpx.HTTPError, ValueError) as exc:
@@ -132,7 +138,7 @@ async def measure(backends: Backends, load: Load, *, profile: Path | None = None
         module = SERVERS[load.server]
         async with procs.running(load.server, module, _server_args(load), env) as (server, up):
             await asyncio.sleep(load.settle)  # let start-up work settle before the idle RSS
-            idle_rss = procs.usage(server.pid).rss
+            idle_rss = procs.tree_usage(server.pid).rss
             clients = [
                 await procs.spawn(
                     f"client{i}",
@@ -243,6 +249,7 @@ def _figures(
         "error_samples": [s for r in results for s in r["error_samples"]][:5],
         "with_heartbeat": sum(r["with_heartbeat"] for r in results),
         "subscribers": after.stats.get("subscribers"),
+        "load_average": os.getloadavg()[0],  # the machine's, over the last minute
         "commands": after.stats.get("commands", {}),
     }
     if after.mongo_cpu_s is not None and before.mongo_cpu_s is not None:

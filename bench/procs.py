@@ -169,3 +169,15 @@ def usage(pid: int) -> Usage:
     process = psutil.Process(pid)
     times = process.cpu_times()
     return Usage(times.user + times.system, process.memory_info().rss)
+
+
+def tree_usage(pid: int) -> Usage:
+    """`usage` summed over a process and its living descendants (a supervisor's children)."""
+    root = psutil.Process(pid)
+    total = usage(pid)
+    for child in root.children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = child.cpu_times()
+            total.cpu_s += times.user + times.system
+            total.rss += child.memory_info().rss
+    return total

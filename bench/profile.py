@@ -19,6 +19,8 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
+ROOT = Path(__file__).resolve().parent.parent
+
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]*)(?::\d+)?\)$")
 
 
@@ -77,7 +79,7 @@ def _short(frame: str) -> str:
     if match is None:
         return frame.strip()
     path = match.group("file")
-    for marker in ("site-packages/", "/lib/python3.13/", "/work/main/"):
+    for marker in ("site-packages/", "/lib/python3.13/", f"{ROOT}/"):
         if marker in path:
             path = path.split(marker, 1)[1]
     return f"{match.group('func')} ({path})"

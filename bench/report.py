@@ -518,8 +518,11 @@ def render(results: Results) -> str:
         " rerun it. `python -m bench --help` lists the parts and their flags.",
         "",
     ]
+    from bench.report_scaling import scaling_section, targets16
+
     lines += machine(results)
     lines += targets(results)
+    lines += targets16(results)
     lines += guide(results)
     for section in (
         latency_section,
@@ -528,6 +531,7 @@ def render(results: Results) -> str:
         capacity_section,
         lambda r: storm_section(r, table),
         events_section,
+        scaling_section,
         profiles_section,
     ):
         lines += section(results)

@@ -67,10 +67,25 @@ async def wait_for(check: Callable[[], int], expect: int, timeout: float) -> Non
         await asyncio.sleep(0.05)
 
 
+async def wait_settled(check: Callable[[], int], quiet: float, timeout: float) -> None:
+    """Poll `check()` until it is above 0 and has not changed for `quiet` seconds."""
+    deadline = time.monotonic() + timeout
+    last, since = check(), time.monotonic()
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        now = check()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif now > 0 and time.monotonic() - since >= quiet:
+            return
+
+
 class SyntheticFeed:
     """Generates `rate` events/s, spread round-robin over the sessions that have subscribers.
 
-    It starts once `expect` subscribers are connected (or after `start_timeout`) and stops
+    It starts once `expect` subscribers are connected (or after `start_timeout`; with `expect`
+    below 0, once the number of subscribers has held still for a second: one of several
+    processes cannot know how many clients it will get) and stops
     generating after `run_for` seconds. Each session's positions are dense and start after
     the hub's watermark (0 for the empty database the benchmark starts from).
     """
@@ -107,7 +122,10 @@ class SyntheticFeed:
 
     async def _generate(self) -> None:
         hub = self._publisher.hub
-        await wait_for(lambda: hub.subscribers, self._expect, self._start_timeout)
+        if self._expect < 0:
+            await wait_settled(lambda: hub.subscribers, 1.0, self._start_timeout)
+        else:
+            await wait_for(lambda: hub.subscribers, self._expect, self._start_timeout)
         if self._pacer.rate <= 0:
             await asyncio.sleep(self._run_for)
             return

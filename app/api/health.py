@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable
 
 from starlette.requests import Request
@@ -33,6 +34,7 @@ async def readyz(request: Request) -> Response:
     body = {
         "status": "ready" if ready else "unavailable",
         "auth": svc.settings.auth_mode.value,
+        "pid": os.getpid(),
         "checks": results,
     }
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -65,18 +65,21 @@ class HeaderDeadline(asyncio.Protocol):
 
 
 def header_timeout_protocol(
-    timeout: float, on_timeout: Callable[[], None] | None = None
+    timeout: float,
+    on_timeout: Callable[[], None] | None = None,
+    base: type[asyncio.Protocol] | None = None,
 ) -> type[asyncio.Protocol]:
-    """uvicorn's HTTP protocol class (httptools when installed, else h11), with HEADER_TIMEOUT."""
-    base: type[asyncio.Protocol]
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    """`base` (default: uvicorn's httptools protocol when installed, else h11) with
+    HEADER_TIMEOUT."""
+    if base is None:
+        try:
+            from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-        base = HttpToolsProtocol
-    except ImportError:  # pragma: no cover - httptools is part of uvicorn[standard]
-        from uvicorn.protocols.http.h11_impl import H11Protocol
+            base = HttpToolsProtocol
+        except ImportError:  # pragma: no cover - httptools is part of uvicorn[standard]
+            from uvicorn.protocols.http.h11_impl import H11Protocol
 
-        base = H11Protocol
+            base = H11Protocol
     attributes: dict[str, Any] = {"header_timeout": timeout}
     if on_timeout is not None:
         attributes["on_header_timeout"] = staticmethod(on_timeout)

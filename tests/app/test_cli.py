@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import logging
 import re
+import socket
 from collections.abc import Iterator
 
 import orjson
@@ -96,3 +97,24 @@ def test_a_bad_setting_is_one_line_and_exit_2(
         "error: SSE_POLL_INTERVAL='-1' is invalid: SSE_POLL_INTERVAL accepts a number > 0.0"
         " and <= 60.0\n"
     )
+
+
+def test_a_bad_workers_option_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["serve", "--workers", "none"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --workers='none' is invalid: --workers accepts `auto` or a whole number"
+        " from 1 to 256\n"
+    )
+
+
+def test_workers_on_a_port_in_use_is_one_line_and_exit_1(
+    environment: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("PORT", str(port))
+        monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1")  # never reached
+        assert cli.main(["serve", "--workers", "2"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
+    assert err.count("\n") == 1

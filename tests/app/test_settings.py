@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -92,3 +93,18 @@ def test_startup_stops_with_one_clear_line() -> None:
         "error: SSE_BATCH_SIZE='abc' is invalid: SSE_BATCH_SIZE accepts a whole number >= 1 and"
         " <= 10000"
     ]
+
+
+def test_api_workers_is_a_count_or_auto() -> None:
+    assert Settings.from_env({}).api_workers == 1
+    assert Settings.from_env({"API_WORKERS": "3"}).api_workers == 3
+    usable = len(os.sched_getaffinity(0))
+    assert Settings.from_env({"API_WORKERS": "auto"}).api_workers == usable
+    assert Settings.from_env({"API_WORKERS": "AUTO"}).api_workers == usable
+    for bad in ("0", "-1", "1.5", "many", "257"):
+        with pytest.raises(SettingsError) as caught:
+            Settings.from_env({"API_WORKERS": bad})
+        assert str(caught.value) == (
+            f"API_WORKERS={bad!r} is invalid: API_WORKERS accepts `auto` or a whole number"
+            " from 1 to 256"
+        )

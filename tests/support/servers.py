@@ -107,11 +107,20 @@ class RunningAPI:
 
 @contextlib.asynccontextmanager
 async def running_api(
-    settings: Settings, *, timeout: float = 20.0, mongo_listeners: Sequence[Any] = ()
+    settings: Settings,
+    *,
+    timeout: float = 20.0,
+    mongo_listeners: Sequence[Any] = (),
+    http: str | None = None,
 ) -> AsyncIterator[RunningAPI]:
-    """A real uvicorn serving create_app(settings) on a free port of 127.0.0.1."""
+    """A real uvicorn serving create_app(settings) on a free port of 127.0.0.1.
+
+    `http` picks another of uvicorn's HTTP protocols than the API's own (e.g. "h11").
+    """
     app = create_app(settings, mongo_listeners=mongo_listeners)
     server = build_server(app, settings, port=0)
+    if http is not None:
+        server.config.http = http
     server.config.setup_event_loop = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     ready = asyncio.create_task(server.ready.wait())
