@@ -114,6 +114,7 @@ def test_workers_on_a_port_in_use_is_one_line_and_exit_1(
         port = taken.getsockname()[1]
         monkeypatch.setenv("PORT", str(port))
         monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1")  # never reached
+        monkeypatch.setenv("AUTH_MODE", "off")
         assert cli.main(["serve", "--workers", "2"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot listen on 127.0.0.1:{port}: ")

@@ -63,6 +63,7 @@ async def supervised(settings: Settings, tmp_path: Path) -> AsyncIterator[Superv
         SSE_HEARTBEAT="5",
         WORKER_METRICS_PORT="0",
         LOG_LEVEL="INFO",
+        AUTH_MODE="off",
     )
     env.pop("API_WORKERS", None)
     log = tmp_path / "serve.log"
