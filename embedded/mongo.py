@@ -27,7 +27,6 @@ from typing import Any, Self
 
 from bson import ObjectId
 from mongoeco.api import AsyncMongoClient
-from mongoeco.engines.memory import MemoryEngine
 from mongoeco.errors import BulkWriteError
 from mongoeco.wire.connections import WireConnectionContext
 from mongoeco.wire.executor import WireCommandExecutor
@@ -38,6 +37,7 @@ from mongoeco.wire.surface import WIRE_SUPPORTED_COMMANDS, WireSurface
 from embedded._changestream import DB_LEVEL, ChangeStreams
 from embedded._collmod import coll_mod
 from embedded._history import ChangeHistory, CommandError, Document, SequencedHub
+from embedded.engine import IndexedMemoryEngine
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ class EmbeddedMongoServer:
     async def _start(self) -> str:
         # A client of our own, not the proxy's: one command's changes must all fit in its hub
         # until they are drained, and the hub must be ours (see SequencedHub).
-        self._client = AsyncMongoClient(MemoryEngine())
+        self._client = AsyncMongoClient(IndexedMemoryEngine())
         if self._replica_set is not None:
             retention = max(self._history_limit, _MIN_HUB_RETENTION)
             hub = SequencedHub(max_retained_events=retention)

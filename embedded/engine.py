@@ -1,0 +1,235 @@
+"""mongoeco's memory engine with reads and unique checks that do not grow with the collection.
+
+mongoeco 4.11's `MemoryEngine` checks a compound unique index by comparing the new document
+with every stored one, and uses an index for reads only on a single-field equality. This
+subclass keeps `OrderedIndex`es (see `embedded._ordered`) beside mongoeco's own structures
+and uses them at two points, leaving everything else to mongoeco:
+
+- `_ensure_unique_indexes`: a compound unique index whose values are ordered scalars is
+  checked by one bisection; the error raised is the one mongoeco raises. Indexes are checked
+  in mongoeco's order, so a document that breaks two reports the same one.
+- `_candidate_items_for_plan_locked`: the documents a read, count, update or delete looks
+  at are those of an index slice (see `embedded._planner`) instead of the whole collection.
+  mongoeco still filters, sorts and projects them, so answers are exactly mongoeco's;
+  `tests/embedded/test_engine_equivalence.py` compares the two on random operations.
+
+Anything outside that (collations, other dialects, text queries, transactions' private
+views, indexes with arrays or sub-documents, sparse or partial indexes) takes mongoeco's path.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any
+
+from mongoeco.compat import MONGODB_DIALECT_70
+from mongoeco.core.identity import id_contains_numeric_value
+from mongoeco.engines._memory_collection import MemoryCollection
+from mongoeco.engines.memory import MemoryEngine
+from mongoeco.engines.semantic_core import iter_filtered_documents
+
+from embedded._ordered import CollectionIndexes, OrderedIndex, Unsupported, order_key, path_value
+from embedded._planner import Sort, candidates
+
+type Document = dict[str, Any]
+
+
+def _plain(index: Any) -> bool:
+    """An index the ordered structures model: ascending/descending keys, nothing partial."""
+    return (
+        index.collation is None
+        and index.partial_filter_expression is None
+        and not index.sparse
+        and all(direction in (1, -1) for _, direction in index.key)
+    )
+
+
+class IndexedMemoryEngine(MemoryEngine):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ordered: dict[int, CollectionIndexes] = {}
+        self._reads: dict[int, Any] = {}  # id(query plan) -> the find semantics being scanned
+
+    # -- keeping the ordered indexes in step ------------------------------------------------
+
+    def _collection_indexes(self, storage: object, *, rebuild: bool) -> CollectionIndexes | None:
+        if not isinstance(storage, MemoryCollection):
+            return None
+        state = self._ordered.get(id(storage))
+        if state is None:
+            if not rebuild:
+                return None
+            state = CollectionIndexes(storage, self._borrow_storage_document)
+            key = id(storage)
+            self._ordered[key] = state
+            weakref.finalize(storage, self._ordered.pop, key, None)
+        if not state.current():
+            if not rebuild:
+                return None
+            state.resync()
+        return state
+
+    def _set_storage_document_locked(
+        self, collection: Any, storage_key: Any, document: Any
+    ) -> None:
+        state = self._collection_indexes(collection, rebuild=False)
+        super()._set_storage_document_locked(collection, storage_key, document)
+        if state is not None:
+            state.put(storage_key, document)
+
+    def _delete_storage_document_locked(self, collection: Any, storage_key: Any) -> None:
+        state = self._collection_indexes(collection, rebuild=False)
+        super()._delete_storage_document_locked(collection, storage_key)
+        if state is not None:
+            state.put(storage_key, None)
+
+    def _ordered_indexes(self, storage: object, records: list[Any]) -> list[OrderedIndex]:
+        state = self._collection_indexes(storage, rebuild=True)
+        if state is None:
+            return []
+        found = (state.index(str(r.name), r.fields) for r in records if _plain(r))
+        return [index for index in found if index.usable]
+
+    # -- unique checks ----------------------------------------------------------------------
+
+    def _ensure_unique_indexes(
+        self,
+        db_name: str,
+        coll_name: str,
+        candidate: Document,
+        *,
+        exclude_storage_key: Any | None = None,
+        indexes_view: dict[str, dict[str, list[Any]]] | None = None,
+        storage_view: dict[str, dict[str, Any]] | None = None,
+        index_data_view: dict[str, Any] | None = None,
+        check_id_storage: bool = False,
+        scan_payload_id: bool = False,
+    ) -> None:
+        indexes = (self._indexes if indexes_view is None else indexes_view).get(db_name, {})
+        records = indexes.get(coll_name, [])
+        storage = (self._storage if storage_view is None else storage_view).get(db_name, {})
+        coll = storage.get(coll_name, {})
+
+        def mongoeco_check(only: list[Any], *, with_id: bool) -> None:
+            super(IndexedMemoryEngine, self)._ensure_unique_indexes(
+                db_name,
+                coll_name,
+                candidate,
+                exclude_storage_key=exclude_storage_key,
+                indexes_view={db_name: {coll_name: only}},
+                storage_view=storage_view,
+                index_data_view=index_data_view,
+                check_id_storage=with_id and check_id_storage,
+                # mongoeco compares a single insert's _id with every stored one; only a
+                # numeric _id (1 == 1.0 == Int64(1)) can equal another without the same
+                # storage key, so only a numeric one needs that scan.
+                scan_payload_id=with_id and scan_payload_id and numeric_id,
+            )
+
+        numeric_id = id_contains_numeric_value(candidate.get("_id"))
+        mongoeco_check([], with_id=True)
+        exclude = exclude_storage_key
+        if exclude is not None and exclude not in coll:
+            exclude = self._storage_key(exclude)
+        for record in records:
+            if not (record.unique and len(record.fields) > 1 and _plain(record)):
+                mongoeco_check([record], with_id=False)
+                continue
+            (ordered,) = self._ordered_indexes(coll, [record]) or (None,)
+            try:
+                if ordered is None:
+                    raise Unsupported("no usable ordered index")
+                keys = tuple(order_key(path_value(candidate, f)) for f in record.fields)
+            except Unsupported:
+                mongoeco_check([record], with_id=False)
+                continue
+            start, stop = ordered.span(keys, (*keys[:-1], (*keys[-1], 1)))
+            if any(entry[-1] != exclude for entry in ordered.entries(start, stop)):
+                conflict = next(iter(self._unique_index_keys(candidate, record.fields)))
+                raise self._unique_key_error(  # type: ignore[no-untyped-call]
+                    f"Duplicate key for unique index '{record['name']}': "
+                    f"{record['fields']}={conflict!r}",
+                    f"{db_name}.{coll_name}",
+                    candidate,
+                    index=record,
+                    conflict=conflict,
+                )
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def scan_find_semantics(
+        self, db_name: str, coll_name: str, semantics: Any, *, context: Any = None
+    ) -> AsyncIterator[Document]:
+        inner = super().scan_find_semantics(db_name, coll_name, semantics, context=context)
+        plan = semantics.query_plan
+
+        async def scan() -> AsyncIterator[Document]:
+            self._reads[id(plan)] = semantics
+            try:
+                async for document in inner:
+                    yield document
+            finally:
+                self._reads.pop(id(plan), None)
+
+        return scan()
+
+    def _candidate_items_for_plan_locked(
+        self,
+        coll: Any,
+        query_plan: Any,
+        *,
+        dialect: Any,
+        indexes: list[Any],
+        index_data: Any,
+        collation: Any,
+        natural_order_limit: int | None = None,
+    ) -> list[tuple[Any, Any]]:
+        semantics = self._reads.pop(id(query_plan), None)
+        if semantics is not None and semantics.query_plan is not query_plan:
+            semantics = None
+        keys = self._index_candidates(coll, query_plan, indexes, dialect, collation, semantics)
+        if keys is None:
+            return super()._candidate_items_for_plan_locked(
+                coll,
+                query_plan,
+                dialect=dialect,
+                indexes=indexes,
+                index_data=index_data,
+                collation=collation,
+                natural_order_limit=natural_order_limit,
+            )
+        return [(key, coll[key]) for key in keys]
+
+    def _index_candidates(
+        self,
+        coll: Any,
+        plan: Any,
+        indexes: list[Any],
+        dialect: Any,
+        collation: Any,
+        semantics: Any,
+    ) -> list[Any] | None:
+        if collation is not None or dialect is not MONGODB_DIALECT_70:
+            return None
+        if self._direct_id_lookup_from_plan(plan) is not None:
+            return None  # mongoeco answers an _id lookup in O(1) itself
+        sort: Sort | None = None
+        if semantics is not None:
+            if semantics.text_query is not None:
+                return None
+            if semantics.hint is not None and not all(_plain(index) for index in indexes):
+                return None
+            window = semantics.skip + (semantics.limit or 0)
+            if semantics.sort and semantics.limit and window > 0:
+                field, direction = semantics.sort[0]
+                sort = Sort(field, direction, window)
+        ordered = self._ordered_indexes(coll, indexes)
+        if not ordered:
+            return None
+
+        def matches(storage_key: Any) -> bool:
+            document = self._borrow_storage_document(coll[storage_key])
+            return any(True for _ in iter_filtered_documents((document,), semantics))
+
+        return candidates(plan, ordered, sort if semantics is not None else None, matches)
