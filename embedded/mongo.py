@@ -34,6 +34,7 @@ from mongoeco.wire.proxy import AsyncMongoEcoProxyServer
 from mongoeco.wire.requests import WireRequestContext
 from mongoeco.wire.surface import WIRE_SUPPORTED_COMMANDS, WireSurface
 
+from embedded._batches import CappedCursorStore
 from embedded._changestream import DB_LEVEL, ChangeStreams
 from embedded._collmod import coll_mod
 from embedded._history import ChangeHistory, CommandError, Document, SequencedHub
@@ -45,6 +46,7 @@ _HELLO = frozenset({"hello", "isMaster", "ismaster"})
 _SURFACE = WireSurface(supported_commands=(*WIRE_SUPPORTED_COMMANDS, "collMod"))
 _ELECTION_ID = ObjectId("7fffffff0000000000000001")
 _MIN_HUB_RETENTION = 10_000
+_INSERT_CHUNK = 100
 
 
 def _is_change_stream(command: Document) -> bool:
@@ -139,10 +141,34 @@ class _Executor(WireCommandExecutor):
         return await super().execute_prepared(context)
 
     async def _insert_batch(self, context: WireRequestContext) -> dict[str, Any]:
-        """mongoeco's insert command writes one document at a time, each scanning the whole
-        collection; its insert_many writes the batch at once (about 30 times faster)."""
+        """An insert of many documents, in chunks with the event loop free between them, so
+        other clients (drivers' heartbeats among them) are answered during a large batch."""
         command = context.command_document
         documents: list[Document] = command["documents"]
+        ordered = bool(command.get("ordered", True))
+        inserted, errors = 0, []
+        for start in range(0, len(documents), _INSERT_CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            reply = await self._insert_chunk(context, documents[start : start + _INSERT_CHUNK])
+            if reply.get("ok") != 1:
+                return reply
+            inserted += reply["n"]
+            failed = [{**e, "index": e["index"] + start} for e in reply.get("writeErrors", [])]
+            errors.extend(failed)
+            if ordered and failed:
+                break
+        answer: dict[str, Any] = {"n": inserted, "ok": 1.0}
+        if errors:
+            answer["writeErrors"] = errors
+        return answer
+
+    async def _insert_chunk(
+        self, context: WireRequestContext, documents: list[Document]
+    ) -> dict[str, Any]:
+        """mongoeco's insert command writes one document at a time; its insert_many writes
+        the chunk at once (about 30 times faster)."""
+        command = context.command_document
         collection = self._mongo.get_database(context.db_name).get_collection(command["insert"])
         try:
             await collection.insert_many(
@@ -156,9 +182,14 @@ class _Executor(WireCommandExecutor):
             errors = [{k: v for k, v in e.items() if k != "op"} for e in details["writeErrors"]]
             return {"n": details["nInserted"], "writeErrors": errors, "ok": 1.0}
         except (TypeError, ValueError):
-            # Raised while preparing the batch, before any write: the per-document path
+            # Raised while preparing the chunk, before any write: the per-document path
             # reports each bad document as a write error, as MongoDB does.
-            return await super().execute_prepared(context)
+            whole = command["documents"]
+            command["documents"] = documents
+            try:
+                return await super().execute_prepared(context)
+            finally:
+                command["documents"] = whole
         return {"n": len(documents), "ok": 1.0}
 
     def _hello(self, name: str, reply: dict[str, Any]) -> dict[str, Any]:
@@ -253,6 +284,7 @@ class EmbeddedMongoServer:
         self._proxy = AsyncMongoEcoProxyServer(
             client=self._client, host=self._host, port=self._port
         )
+        self._proxy._cursor_store = CappedCursorStore()
         executor = _Executor(
             self._proxy, self._client, streams=self._streams, replica_set=self._replica_set
         )
