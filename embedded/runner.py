@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from types import FrameType
 
 from app.settings import Settings, redact_url
@@ -24,6 +25,7 @@ from embedded.redis import start_redis, stop
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / ".data" / "mongo"
 
 
 def _die_with_parent() -> None:
@@ -76,16 +78,27 @@ def _stop_on_signals() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def run_dev(settings: Settings) -> int:
+def data_dir_args(env: dict[str, str], *, ephemeral: bool) -> list[str]:
+    """`--data-dir` for the embedded MongoDB: EMBEDDED_DATA_DIR, else .data/mongo in the
+    project; none for an ephemeral run."""
+    if ephemeral:
+        return []
+    return ["--data-dir", env.get("EMBEDDED_DATA_DIR") or str(DEFAULT_DATA_DIR)]
+
+
+def run_dev(settings: Settings, *, ephemeral: bool = False) -> int:
     env = dict(os.environ)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
         with _stop_on_signals():
             if settings.mongo_url is None:
-                process, env["MONGO_URL"] = start_mongo(env)
+                mongo_args = data_dir_args(env, ephemeral=ephemeral)
+                process, env["MONGO_URL"] = start_mongo(env, extra_args=mongo_args)
                 children.append(("mongodb", process))
                 logger.info(
-                    "embedded MongoDB-protocol server (development only): %s", env["MONGO_URL"]
+                    "embedded MongoDB-protocol server (development only): %s, data in %s",
+                    env["MONGO_URL"],
+                    mongo_args[-1] if mongo_args else "memory only (--ephemeral)",
                 )
             if settings.redis_url is None:
                 process, env["REDIS_URL"] = start_redis()

@@ -28,7 +28,7 @@ def test_the_embedded_run_serves_and_stops_everything_on_sigterm() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("MONGO_URL", "REDIS_URL")}
     env.update(PORT=str(port), LOG_LEVEL="INFO")
     runner = subprocess.Popen(
-        [sys.executable, "-m", "app", "dev"],
+        [sys.executable, "-m", "app", "dev", "--ephemeral"],
         env=env,
         start_new_session=True,  # its own process group: every child it starts is in it
         stdout=subprocess.DEVNULL,
