@@ -8,6 +8,7 @@ runs only that part and prints its table (BENCHMARKS.md is left alone):
     python -m bench load_test_sse --server seed --clients 100 --rate 20   # database-fed
     python -m bench benchmark_events --events 500
     python -m bench push_vs_poll | ceiling | capacity
+    python -m bench embedded_growth --sizes 1000,10000   # rewrites its BENCHMARKS.md section
 
 MongoDB and Redis come from MONGO_URL and REDIS_URL when set, else embedded ones are started
 (the MongoDB stand-in is slow: see BENCHMARKS.md for which figures need a real MongoDB).
@@ -34,6 +35,7 @@ from bench.backends import Backends, backends
 from bench.benchmark_events import benchmark_events
 from bench.capacity import capacity
 from bench.ceiling import ceiling
+from bench.embedded_growth import embedded_growth
 from bench.load_test_sse import Load, measure
 from bench.machine import facts
 from bench.procs import ROOT, raise_nofile
@@ -42,7 +44,14 @@ from bench.stats import median
 
 logger = logging.getLogger("bench")
 
-PARTS = ("load_test_sse", "benchmark_events", "push_vs_poll", "ceiling", "capacity")
+PARTS = (
+    "load_test_sse",
+    "benchmark_events",
+    "push_vs_poll",
+    "ceiling",
+    "capacity",
+    "embedded_growth",
+)
 RESULTS = ROOT / "bench" / "results"
 LAYERS = {
     "in-process feed (bench/synthetic.py), incl. publishing": "bench/synthetic.py",
@@ -74,6 +83,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="ours: the in-process feed, or a database-fed one (with a writer process)",
     )
     parser.add_argument("--events", type=int, help="events per mode (benchmark_events)")
+    parser.add_argument(
+        "--sizes", help="stored events to measure at, comma-separated (embedded_growth)"
+    )
     parser.add_argument("--repeat", type=int, help="runs per figure (default 3, --quick 1)")
     parser.add_argument("--quick", action="store_true", help="tiny, fast configuration")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy runs")
@@ -190,6 +202,12 @@ async def part_capacity(args: argparse.Namespace, found: Backends) -> dict[str, 
     )
 
 
+async def part_growth(args: argparse.Namespace, found: Backends) -> dict[str, Any]:
+    default = "1000" if args.quick else "1000,10000,50000"
+    sizes = sorted(int(size) for size in (args.sizes or default).split(","))
+    return await embedded_growth(found.redis_url, sizes, reference_sizes=sizes[:1])
+
+
 async def run(args: argparse.Namespace, found: Backends) -> dict[str, Any]:
     parts = PARTS if args.part == "all" else (args.part,)
     results: dict[str, Any] = {}
@@ -204,6 +222,8 @@ async def run(args: argparse.Namespace, found: Backends) -> dict[str, Any]:
         results["push_rate"] = _push_rate(args, found)
     if "capacity" in parts:
         results["capacity"] = await part_capacity(args, found)
+    if "embedded_growth" in parts:
+        results["growth"] = await part_growth(args, found)
     profiles = {}
     if results.get("ceiling", {}).get("profile_summary"):
         profiles["throughput run (ceiling configuration)"] = results["ceiling"]["profile_summary"]
@@ -245,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.part == "all":
         args.output.write_text(text)
         logger.info("wrote %s in %.0f s", args.output, results["elapsed_s"])
+    elif args.part == "embedded_growth":
+        section = report.growth_section(results)
+        args.output.write_text(report.replace_section(args.output.read_text(), section))
+        print("\n".join(section))
     else:
         print(text)
     return 0

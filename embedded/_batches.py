@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import bson
+import bson.errors
 from bson import BSON
 from mongoeco.wire.bson_bridge import encode_wire_value
 from mongoeco.wire.cursors import WireCursorStore
@@ -23,7 +25,10 @@ FIRST_BATCH = 101
 
 
 def bson_size(document: Any) -> int:
-    return len(BSON.encode(encode_wire_value(document)))
+    try:
+        return len(bson.encode(document))  # C; refuses mongoeco's own value types
+    except (bson.errors.InvalidDocument, TypeError):
+        return len(BSON.encode(encode_wire_value(document)))
 
 
 def fits(documents: Iterable[Any], limit: int | None) -> Iterator[Any]:

@@ -32,6 +32,7 @@ type Entry = tuple[Any, ...]
 
 _NULL, _NUMBER, _STRING, _OBJECT_ID, _BOOL, _DATE = 1, 2, 3, 7, 8, 9
 TOP: Key = ((99,),)  # a probe above every entry
+NULL_KEY: Key = (_NULL,)
 _EPOCH = datetime.datetime(1970, 1, 1)
 
 

@@ -29,7 +29,14 @@ from mongoeco.engines._memory_collection import MemoryCollection
 from mongoeco.engines.memory import MemoryEngine
 from mongoeco.engines.semantic_core import iter_filtered_documents
 
-from embedded._ordered import CollectionIndexes, OrderedIndex, Unsupported, order_key, path_value
+from embedded._ordered import (
+    NULL_KEY,
+    CollectionIndexes,
+    OrderedIndex,
+    Unsupported,
+    order_key,
+    path_value,
+)
 from embedded._planner import Sort, candidates
 
 type Document = dict[str, Any]
@@ -91,6 +98,44 @@ class IndexedMemoryEngine(MemoryEngine):
         found = (state.index(str(r.name), r.fields) for r in records if _plain(r))
         return [index for index in found if index.usable]
 
+    # -- mongoeco's own index data: only where mongoeco still needs it ------------------------
+
+    @staticmethod
+    def _mongoeco_maintains(index: Any) -> bool:
+        """Indexes whose mongoeco index data is kept: the TTL ones (their expiry schedule) and
+        those the ordered indexes do not model. The others have none at all, so mongoeco's
+        own paths, when they run for them, scan the collection instead of trusting a map."""
+        return not _plain(index) or index.expire_after_seconds is not None
+
+    def _update_indexes_locked(
+        self,
+        db_name: str,
+        coll_name: str,
+        storage_key: Any,
+        document: Document,
+        *,
+        action: str = "insert",
+        index_data_view: dict[str, Any] | None = None,
+        indexes_view: dict[str, dict[str, list[Any]]] | None = None,
+    ) -> None:
+        records = (self._indexes if indexes_view is None else indexes_view).get(db_name, {})
+        kept = [r for r in records.get(coll_name, []) if self._mongoeco_maintains(r)]
+        super()._update_indexes_locked(
+            db_name,
+            coll_name,
+            storage_key,
+            document,
+            action=action,
+            index_data_view=index_data_view,
+            indexes_view={db_name: {coll_name: kept}},
+        )
+
+    def _rebuild_index_data_locked(
+        self, db_name: str, coll_name: str, index: Any, **views: Any
+    ) -> None:
+        if self._mongoeco_maintains(index):
+            super()._rebuild_index_data_locked(db_name, coll_name, index, **views)
+
     # -- unique checks ----------------------------------------------------------------------
 
     def _ensure_unique_indexes(
@@ -133,7 +178,7 @@ class IndexedMemoryEngine(MemoryEngine):
         if exclude is not None and exclude not in coll:
             exclude = self._storage_key(exclude)
         for record in records:
-            if not (record.unique and len(record.fields) > 1 and _plain(record)):
+            if not (record.unique and _plain(record)):
                 mongoeco_check([record], with_id=False)
                 continue
             (ordered,) = self._ordered_indexes(coll, [record]) or (None,)
@@ -141,6 +186,9 @@ class IndexedMemoryEngine(MemoryEngine):
                 if ordered is None:
                     raise Unsupported("no usable ordered index")
                 keys = tuple(order_key(path_value(candidate, f)) for f in record.fields)
+                if len(keys) == 1 and keys[0] == NULL_KEY:
+                    # mongoeco keeps a missing single field apart from null; its check decides
+                    raise Unsupported("null")
             except Unsupported:
                 mongoeco_check([record], with_id=False)
                 continue

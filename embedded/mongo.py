@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Self
 
 from mongoeco.api import AsyncMongoClient
+from mongoeco.engines.memory import MemoryEngine
 from mongoeco.wire.proxy import AsyncMongoEcoProxyServer
 
 from embedded._batches import CappedCursorStore
@@ -40,6 +41,7 @@ from embedded.engine import IndexedMemoryEngine
 logger = logging.getLogger(__name__)
 
 _MIN_HUB_RETENTION = 10_000
+ENGINES: dict[str, type[MemoryEngine]] = {"indexed": IndexedMemoryEngine, "mongoeco": MemoryEngine}
 
 
 class EmbeddedMongoServer:
@@ -49,6 +51,7 @@ class EmbeddedMongoServer:
     `history_limit` is how many change events stay resumable (up to an eighth more are kept
     between prunings); a resume token older than that answers 286 ChangeStreamHistoryLost.
     `data_dir` keeps the data across restarts (see `embedded._store`); None keeps it in memory.
+    `engine="mongoeco"` serves from mongoeco's unmodified memory engine (for comparisons).
     """
 
     def __init__(
@@ -59,15 +62,19 @@ class EmbeddedMongoServer:
         replica_set: str | None = "rs0",
         history_limit: int = 100_000,
         data_dir: Path | None = None,
+        engine: str = "indexed",
     ) -> None:
         if history_limit < 1:
             raise ValueError("history_limit must be positive")
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}")
+        self._engine_class = ENGINES[engine]
         self._host = host
         self._port = port
         self._replica_set = replica_set
         self._history_limit = history_limit
         self._data_dir = None if data_dir is None else DataDir(data_dir)
-        self._engine: IndexedMemoryEngine | None = None
+        self._engine: MemoryEngine | None = None
         self._client: AsyncMongoClient | None = None
         self._proxy: AsyncMongoEcoProxyServer | None = None
         self._history: ChangeHistory | None = None
@@ -93,7 +100,7 @@ class EmbeddedMongoServer:
         return self._uri
 
     async def _start(self) -> str:
-        self._engine = engine = IndexedMemoryEngine()
+        self._engine = engine = self._engine_class()
         resumed = None if self._data_dir is None else self._data_dir.load_snapshot(engine)
         # A client of our own, not the proxy's: one command's changes must all fit in its hub
         # until they are drained, and the hub must be ours (see SequencedHub).
@@ -209,6 +216,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="PATH",
         help="keep the data there across restarts (default: in memory only)",
     )
+    parser.add_argument("--engine", choices=sorted(ENGINES), default="indexed")
     return parser.parse_args(argv)
 
 
@@ -219,6 +227,7 @@ async def _serve(args: argparse.Namespace) -> None:
         replica_set=None if args.standalone else args.replica_set,
         history_limit=args.history_limit,
         data_dir=args.data_dir,
+        engine=args.engine,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
