@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import time
 from collections.abc import AsyncIterator
@@ -159,4 +160,5 @@ async def embedded_growth(
     rows = await _engine_run("indexed", sizes, redis_url, grow_by=SESSION)
     if reference_sizes:  # in posts of 100 events: one of 1,000 already stalls it
         rows += await _engine_run("mongoeco", reference_sizes, redis_url, grow_by=100)
-    return {"rows": rows, "targets": TARGETS, "sizes": sizes}
+    load = os.getloadavg()[1]  # the machine's load over the last 5 minutes
+    return {"rows": rows, "targets": TARGETS, "sizes": sizes, "load": load, "cpus": os.cpu_count()}

@@ -540,7 +540,8 @@ def growth_section(results: Results) -> list[str]:
         f" {num(largest)} stored events. mongoeco's own engine runs only at the smallest size:"
         " its writes cost O(collection size), so it is grown in posts of 100 events, and"
         " *failed* means the API answered an error (its MongoDB stopped answering in time)."
-        " Command: "
+        f" Load average at the end: {num(growth.get('load'), 1)} on {growth.get('cpus')} CPUs"
+        " (other work shared the machine; idle figures are lower). Command: "
         f"`{results.get('command', './dev bench embedded_growth')}`.",
         "",
     ]

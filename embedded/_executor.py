@@ -19,6 +19,7 @@ from mongoeco.wire.surface import WIRE_SUPPORTED_COMMANDS, WireSurface
 
 from embedded._changestream import DB_LEVEL, ChangeStreams
 from embedded._collmod import coll_mod
+from embedded._collstats import estimated_coll_stats
 from embedded._history import ChangeHistory, CommandError, Document
 from embedded._store import DataDir
 
@@ -141,6 +142,11 @@ class Executor(WireCommandExecutor):
             return await coll_mod(self._mongo.get_database(context.db_name), command)
         if name == "insert" and len(command.get("documents") or ()) > 1:
             return await self._insert_batch(context)
+        if name == "collStats":
+            database = self._mongo.get_database(context.db_name)
+            reply = await estimated_coll_stats(self._mongo._engine, database, command)
+            if reply is not None:
+                return reply
         return await super().execute_prepared(context)
 
     async def _insert_batch(self, context: WireRequestContext) -> dict[str, Any]:

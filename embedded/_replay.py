@@ -14,30 +14,67 @@ logger = logging.getLogger(__name__)
 
 
 async def replay(client: AsyncMongoClient, records: Iterable[Document]) -> int:
-    """Apply each record in order; return how many were applied."""
+    """Apply each record in order; return how many were applied. Consecutive puts into one
+    collection are applied together: the last of each _id wins, new ones in one insert."""
     count = 0
+    puts: dict[Any, Document] = {}
+    puts_ns: tuple[str, str] | None = None
     for record in records:
-        db_name, coll_name = record["ns"]
-        database = client.get_database(db_name)
-        op = record["op"]
-        if op == "drop" and coll_name is None:
-            await client.drop_database(db_name)
-        elif op == "drop":
-            await database.drop_collection(coll_name)
-        elif op == "put":
-            document = record["doc"]
-            await database.get_collection(coll_name).replace_one(
-                {"_id": document["_id"]}, document, upsert=True
-            )
-        elif op == "delete":
-            await database.get_collection(coll_name).delete_one({"_id": record["id"]})
-        elif op == "indexes":
-            await _indexes(database, coll_name, record["indexes"])
-        else:
-            logger.warning("journal: unknown record %r skipped", op)
+        ns = (record["ns"][0], record["ns"][1])
+        if record["op"] == "put" and ns == puts_ns:
+            puts[_key(record["doc"]["_id"])] = record["doc"]
+            count += 1
             continue
-        count += 1
+        if puts_ns is not None:
+            await _put_all(client, puts_ns, list(puts.values()))
+            puts, puts_ns = {}, None
+        if record["op"] == "put":
+            puts, puts_ns = {_key(record["doc"]["_id"]): record["doc"]}, ns
+            count += 1
+            continue
+        count += await _apply(client, ns, record)
+    if puts_ns is not None:
+        await _put_all(client, puts_ns, list(puts.values()))
     return count
+
+
+def _key(value: object) -> object:
+    return repr(value)  # _ids may be unhashable (documents); their BSON form is what counts
+
+
+async def _put_all(
+    client: AsyncMongoClient, ns: tuple[str, str], documents: list[Document]
+) -> None:
+    collection = client.get_database(ns[0]).get_collection(ns[1])
+    ids = [document["_id"] for document in documents]
+    existing = {
+        _key(doc["_id"])
+        for doc in await collection.find({"_id": {"$in": ids}}, {"_id": 1}).to_list()
+    }
+    fresh = [document for document in documents if _key(document["_id"]) not in existing]
+    if fresh:
+        await collection.insert_many(fresh)
+    for document in documents:
+        if _key(document["_id"]) in existing:
+            await collection.replace_one({"_id": document["_id"]}, document)
+
+
+async def _apply(client: AsyncMongoClient, ns: tuple[str, str], record: Document) -> int:
+    db_name, coll_name = ns
+    database = client.get_database(db_name)
+    op = record["op"]
+    if op == "drop" and coll_name is None:
+        await client.drop_database(db_name)
+    elif op == "drop":
+        await database.drop_collection(coll_name)
+    elif op == "delete":
+        await database.get_collection(coll_name).delete_one({"_id": record["id"]})
+    elif op == "indexes":
+        await _indexes(database, coll_name, record["indexes"])
+    else:
+        logger.warning("journal: unknown record %r skipped", op)
+        return 0
+    return 1
 
 
 async def _indexes(database: Any, coll_name: str, wanted: list[Document]) -> None:

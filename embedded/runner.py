@@ -93,7 +93,9 @@ def run_dev(settings: Settings, *, ephemeral: bool = False) -> int:
         with _stop_on_signals():
             if settings.mongo_url is None:
                 mongo_args = data_dir_args(env, ephemeral=ephemeral)
-                process, env["MONGO_URL"] = start_mongo(env, extra_args=mongo_args)
+                # Loading a large data directory (or replaying a crash's journal) takes a while.
+                wait = 600.0 if mongo_args else 30.0
+                process, env["MONGO_URL"] = start_mongo(env, extra_args=mongo_args, timeout=wait)
                 children.append(("mongodb", process))
                 logger.info(
                     "embedded MongoDB-protocol server (development only): %s, data in %s",

@@ -88,3 +88,15 @@ async def test_other_clients_are_answered_while_a_large_batch_is_written(
         await other.close()
     assert waits, "the batch was written before any hello was sent"
     assert max(waits) < 2.0, waits  # drivers time heartbeats out after 10 s
+
+
+async def test_coll_stats_of_a_large_collection_is_estimated_from_a_sample(client: Client):
+    docs = [{"n": n, "text": "x" * 100} for n in range(3000)]  # the same BSON size each
+    await client.db.small.insert_many(docs[:10])
+    await client.db.large.insert_many(docs)
+    small = await client.db.command("collStats", "small")
+    large = await client.db.command("collStats", "large")
+    assert small["count"] == 10
+    assert large["count"] == 3000
+    assert large["size"] == small["size"] // 10 * 3000
+    assert large["nindexes"] == small["nindexes"] == 1
