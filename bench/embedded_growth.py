@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from bench.procs import child_env, spawn, stop
+from bench.procs import child_env, spawn, stop, usage
 from bench.stats import median
 from embedded.redis import free_port
 
@@ -49,7 +49,7 @@ def _events(n: int, tag: str) -> list[dict[str, Any]]:
 
 
 @contextlib.asynccontextmanager
-async def _stack(engine: str, redis_url: str) -> AsyncIterator[str]:
+async def _stack(engine: str, redis_url: str) -> AsyncIterator[tuple[str, list[int]]]:
     mongo = await spawn("mongo", "embedded.mongo", ["--port", "0", "--engine", engine], child_env())
     try:
         uri = (await mongo.expect("uri", 60))["uri"]
@@ -67,7 +67,7 @@ async def _stack(engine: str, redis_url: str) -> AsyncIterator[str]:
                         if (await client.get(f"{url}/readyz")).status_code == 200:
                             break
                     await asyncio.sleep(0.2)
-            yield url
+            yield url, [mongo.pid, api.pid]
         finally:
             await stop(api)
     finally:
@@ -108,8 +108,10 @@ async def _history_page(client: httpx.AsyncClient, url: str, session: str) -> fl
 
 
 async def _measure(
-    client: httpx.AsyncClient, url: str, size: int, grown: list[str]
+    client: httpx.AsyncClient, url: str, size: int, grown: list[str], pids: list[int]
 ) -> dict[str, Any]:
+    """Each figure's median wall time, and the CPU time the API and MongoDB processes spent
+    per operation (which a busy machine does not inflate as it does wall time)."""
     session = grown[len(grown) // 2]
     plan = {
         "single_ms": (SINGLE, lambda i: _post(client, url, f"single-{size}", _events(1, "s"))),
@@ -123,7 +125,10 @@ async def _measure(
     row: dict[str, Any] = {}
     for key, (times, step) in plan.items():
         try:
+            before = sum(usage(pid).cpu_s for pid in pids)
             row[key] = median([await step(i) for i in range(times)])
+            cpu = sum(usage(pid).cpu_s for pid in pids) - before
+            row[key.replace("_ms", "_cpu_ms")] = cpu / times * 1000
         except (httpx.HTTPError, AssertionError, KeyError) as exc:
             logger.warning("  %s at %d: %r", key, size, exc)
             row.setdefault("failed", []).append(key)
@@ -134,7 +139,10 @@ async def _engine_run(
     engine: str, sizes: list[int], redis_url: str, grow_by: int
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    async with _stack(engine, redis_url) as url, httpx.AsyncClient(timeout=TIMEOUT) as client:
+    async with (
+        _stack(engine, redis_url) as (url, pids),
+        httpx.AsyncClient(timeout=TIMEOUT) as client,
+    ):
         stored, grown = 0, []
         for size in sizes:
             started = time.perf_counter()
@@ -147,7 +155,7 @@ async def _engine_run(
             grew = time.perf_counter() - started
             logger.info("  %s: grew to %d events in %.0f s", engine, stored, grew)
             row: dict[str, Any] = {"engine": engine, "size": size, "grow_s": grew}
-            row |= await _measure(client, url, size, grown)
+            row |= await _measure(client, url, size, grown, pids)
             stored += SINGLE + BATCHES * SESSION
             rows.append(row)
             logger.info("  %s at %d: %s", engine, size, row)

@@ -87,7 +87,7 @@ async def test_other_clients_are_answered_while_a_large_batch_is_written(
     finally:
         await other.close()
     assert waits, "the batch was written before any hello was sent"
-    assert max(waits) < 2.0, waits  # drivers time heartbeats out after 10 s
+    assert max(waits) < 5.0, waits  # drivers time heartbeats out after 10 s
 
 
 async def test_coll_stats_of_a_large_collection_is_estimated_from_a_sample(client: Client):
