@@ -17,6 +17,7 @@ from mongoeco.wire.proxy import AsyncMongoEcoProxyServer
 from mongoeco.wire.requests import WireRequestContext
 from mongoeco.wire.surface import WIRE_SUPPORTED_COMMANDS, WireSurface
 
+from embedded._batches import MAX_BSON_SIZE, bson_size
 from embedded._changestream import DB_LEVEL, ChangeStreams
 from embedded._collmod import coll_mod
 from embedded._collstats import estimated_coll_stats
@@ -30,6 +31,14 @@ _CATALOG = frozenset({"create", "createIndexes", "dropIndexes", "collMod"})
 _INSERT_CHUNK = 100
 _SURFACE = WireSurface(supported_commands=(*WIRE_SUPPORTED_COMMANDS, "collMod"))
 _ELECTION_ID = ObjectId("7fffffff0000000000000001")
+
+
+def _too_large(index: int, size: int) -> Document:
+    return {
+        "index": index,
+        "code": 10334,
+        "errmsg": f"object to insert too large. size in bytes: {size}, max size: {MAX_BSON_SIZE}",
+    }
 
 
 def _is_change_stream(command: Document) -> bool:
@@ -140,14 +149,45 @@ class Executor(WireCommandExecutor):
             return await self._kill_cursors(context)
         if name == "collMod":
             return await coll_mod(self._mongo.get_database(context.db_name), command)
-        if name == "insert" and len(command.get("documents") or ()) > 1:
-            return await self._insert_batch(context)
+        if name == "insert" and isinstance(command.get("documents"), list):
+            return await self._insert(context)
         if name == "collStats":
             database = self._mongo.get_database(context.db_name)
             reply = await estimated_coll_stats(self._mongo._engine, database, command)
             if reply is not None:
                 return reply
         return await super().execute_prepared(context)
+
+    async def _insert(self, context: WireRequestContext) -> dict[str, Any]:
+        """An insert; documents over 16 MB are refused as mongod refuses them (code 10334)."""
+        command = context.command_document
+        documents: list[Document] = command["documents"]
+        too_large = [
+            i for i, document in enumerate(documents) if bson_size(document) > MAX_BSON_SIZE
+        ]
+        if not too_large:
+            if len(documents) > 1:
+                return await self._insert_batch(context)
+            return await super().execute_prepared(context)
+        ordered = bool(command.get("ordered", True))
+        keep = [i for i in range(len(documents)) if i not in too_large]
+        if ordered:
+            keep = [i for i in keep if i < too_large[0]]
+            too_large = too_large[:1]
+        command["documents"] = [documents[i] for i in keep]
+        reply: dict[str, Any] = {"n": 0, "ok": 1.0}
+        try:
+            if keep:
+                reply = await self._insert_batch(context)
+        finally:
+            command["documents"] = documents
+        if reply.get("ok") != 1:
+            return reply
+        errors = [{**e, "index": keep[e["index"]]} for e in reply.get("writeErrors", [])]
+        if not (ordered and errors):
+            errors += [_too_large(i, bson_size(documents[i])) for i in too_large]
+        reply["writeErrors"] = sorted(errors, key=lambda error: int(error["index"]))
+        return reply
 
     async def _insert_batch(self, context: WireRequestContext) -> dict[str, Any]:
         """An insert of many documents, in chunks with the event loop free between them, so

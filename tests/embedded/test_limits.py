@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from bson import BSON
 from pymongo import AsyncMongoClient
 
 from embedded._batches import MAX_BSON_SIZE, MAX_MESSAGE_SIZE
@@ -100,3 +101,25 @@ async def test_coll_stats_of_a_large_collection_is_estimated_from_a_sample(clien
     assert large["count"] == 3000
     assert large["size"] == small["size"] // 10 * 3000
     assert large["nindexes"] == small["nindexes"] == 1
+
+
+async def test_a_document_over_16_mb_is_refused_as_mongod_refuses_it(client: Client):
+    def sized(size: int, n: int) -> dict[str, Any]:
+        shell = len(BSON.encode({"_id": n, "x": ""}))
+        return {"_id": n, "x": "a" * (size - shell)}
+
+    largest = sized(MAX_BSON_SIZE, 1)
+    assert len(BSON.encode(largest)) == MAX_BSON_SIZE
+    await client.db.big.insert_one(largest)
+    # PyMongo lets a command exceed the limit by 16 KB, so one byte over reaches the server.
+    ordered = await client.db.command(
+        "insert", "big", documents=[{"_id": 0}, sized(MAX_BSON_SIZE + 1, 2), {"_id": 3}]
+    )
+    assert ordered["n"] == 1
+    assert [(e["index"], e["code"]) for e in ordered["writeErrors"]] == [(1, 10334)]
+    unordered = await client.db.command(
+        "insert", "big", documents=[{"_id": 4}, sized(MAX_BSON_SIZE + 1, 5)], ordered=False
+    )
+    assert unordered["n"] == 1
+    assert [(e["index"], e["code"]) for e in unordered["writeErrors"]] == [(1, 10334)]
+    assert sorted(await client.db.big.distinct("_id")) == [0, 1, 4]
