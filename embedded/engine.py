@@ -173,26 +173,24 @@ class IndexedMemoryEngine(MemoryEngine):
             )
 
         numeric_id = id_contains_numeric_value(candidate.get("_id"))
-        mongoeco_check([], with_id=True)
         exclude = exclude_storage_key
         if exclude is not None and exclude not in coll:
             exclude = self._storage_key(exclude)
+        # mongoeco's order: the _id, then each index as listed; runs of indexes that mongoeco
+        # checks go to it together, in that order, so the first index broken is the one named.
+        pending: list[Any] = []
+        first = True
         for record in records:
-            if not (record.unique and _plain(record)):
-                mongoeco_check([record], with_id=False)
+            keys = self._ordered_unique_keys(coll, record, candidate)
+            if keys is None:
+                if record.unique or len(record.fields) > 1 or not _plain(record):
+                    pending.append(record)  # (a plain single-field index checks nothing)
                 continue
-            (ordered,) = self._ordered_indexes(coll, [record]) or (None,)
-            try:
-                if ordered is None:
-                    raise Unsupported("no usable ordered index")
-                keys = tuple(order_key(path_value(candidate, f)) for f in record.fields)
-                if len(keys) == 1 and keys[0] == NULL_KEY:
-                    # mongoeco keeps a missing single field apart from null; its check decides
-                    raise Unsupported("null")
-            except Unsupported:
-                mongoeco_check([record], with_id=False)
-                continue
-            start, stop = ordered.span(keys, (*keys[:-1], (*keys[-1], 1)))
+            if pending or first:
+                mongoeco_check(pending, with_id=first)
+                pending, first = [], False
+            ordered, key = keys
+            start, stop = ordered.span(key, (*key[:-1], (*key[-1], 1)))
             if any(entry[-1] != exclude for entry in ordered.entries(start, stop)):
                 conflict = next(iter(self._unique_index_keys(candidate, record.fields)))
                 raise self._unique_key_error(  # type: ignore[no-untyped-call]
@@ -203,6 +201,25 @@ class IndexedMemoryEngine(MemoryEngine):
                     index=record,
                     conflict=conflict,
                 )
+        if pending or first:
+            mongoeco_check(pending, with_id=first)
+
+    def _ordered_unique_keys(
+        self, coll: Any, record: Any, candidate: Document
+    ) -> tuple[OrderedIndex, tuple[Any, ...]] | None:
+        """The ordered index and the candidate's key for a unique check; None: mongoeco's."""
+        if not (record.unique and _plain(record)):
+            return None
+        (ordered,) = self._ordered_indexes(coll, [record]) or (None,)
+        if ordered is None:
+            return None
+        try:
+            key = tuple(order_key(path_value(candidate, f)) for f in record.fields)
+        except Unsupported:
+            return None
+        if len(key) == 1 and key[0] == NULL_KEY:
+            return None  # mongoeco keeps a missing single field apart from null; it decides
+        return ordered, key
 
     # -- reads --------------------------------------------------------------------------------
 
