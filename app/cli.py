@@ -32,7 +32,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)  # a supervisor's child
     commands.add_parser("migrate", help="create or update every index and TTL, then exit")
-    commands.add_parser("dev", help="API + worker, with embedded MongoDB and Redis when unset")
+    dev = commands.add_parser(
+        "dev", help="API + worker, with embedded MongoDB and Redis when unset"
+    )
+    dev.add_argument(
+        "--ephemeral",
+        action="store_true",
+        help="the embedded MongoDB keeps its data in memory only (default: EMBEDDED_DATA_DIR,"
+        " else .data/mongo)",
+    )
     stats = commands.add_parser("stats", help="indexes, collection stats, counts, newest events")
     stats.add_argument("--recent", type=int, default=10, help="how many newest events to show")
     stats.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -71,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_stats(settings, args.recent, args.json))
     from embedded.runner import run_dev
 
-    return run_dev(settings)
+    return run_dev(settings, ephemeral=args.ephemeral)
 
 
 def _find_dev_run(names: tuple[str, ...]) -> None:

@@ -10,6 +10,7 @@ runs only that part and prints its table (BENCHMARKS.md is left alone):
     python -m bench push_vs_poll | ceiling | capacity | storm
     python -m bench scaling --clients 1000 --sessions 10 --rate 2000   # 1 vs 2 processes
     python -m bench load_test_sse scaling --sessions 10 --merge  # rerun two parts, merge them
+    python -m bench embedded_growth --sizes 1000,10000   # rewrites its BENCHMARKS.md section
 
 MongoDB and Redis come from MONGO_URL and REDIS_URL when set, else embedded ones are started
 (the MongoDB stand-in is slow: see BENCHMARKS.md for which figures need a real MongoDB).
@@ -26,6 +27,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ from bench.backends import Backends, backends
 from bench.benchmark_events import benchmark_events
 from bench.capacity import capacity
 from bench.ceiling import ceiling
+from bench.embedded_growth import embedded_growth
 from bench.load_test_sse import Load, measure
 from bench.machine import facts
 from bench.merge import merge
@@ -56,6 +59,7 @@ PARTS = (
     "capacity",
     "storm",
     "scaling",
+    "embedded_growth",
 )
 RESULTS = ROOT / "bench" / "results"
 LAYERS = {
@@ -95,6 +99,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="ours: the in-process feed, or a database-fed one (with a writer process)",
     )
     parser.add_argument("--events", type=int, help="events per mode (benchmark_events)")
+    parser.add_argument(
+        "--sizes", help="stored events to measure at, comma-separated (embedded_growth)"
+    )
     parser.add_argument("--repeat", type=int, help="runs per figure (default 3, --quick 1)")
     parser.add_argument("--quick", action="store_true", help="tiny, fast configuration")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy runs")
@@ -228,25 +235,43 @@ async def part_scaling(args: argparse.Namespace, found: Backends) -> dict[str, A
     )
 
 
+async def part_growth(args: argparse.Namespace, found: Backends) -> dict[str, Any]:
+    default = "1000" if args.quick else "1000,10000,50000"
+    sizes = sorted(int(size) for size in (args.sizes or default).split(","))
+    return await embedded_growth(found.redis_url, sizes, reference_sizes=sizes[:1])
+
+
+async def part_storm(args: argparse.Namespace, found: Backends) -> dict[str, Any]:
+    clients = _pick(args.clients if args.part == "storm" else None, 4000, 400, args)
+    return await run_storm(found, clients=clients, cap=clients // 2)
+
+
+# Each part: its name on the command line, the key of its results, and what runs it.
+_RUNNERS: tuple[tuple[str, str, Callable[[argparse.Namespace, Backends], Awaitable[Any]]], ...] = (
+    ("benchmark_events", "events", part_events),
+    ("load_test_sse", "latency", part_latency),
+    ("ceiling", "ceiling", part_ceiling),
+    ("push_vs_poll", "push_vs_poll", part_push),
+    ("capacity", "capacity", part_capacity),
+    ("storm", "storm", part_storm),
+    ("scaling", "scaling", part_scaling),
+    ("embedded_growth", "growth", part_growth),
+)
+
+
 async def run(args: argparse.Namespace, found: Backends) -> dict[str, Any]:
     parts = tuple(args.parts)
     results: dict[str, Any] = {}
-    if "benchmark_events" in parts:
-        results["events"] = await part_events(args, found)
-    if "load_test_sse" in parts:
-        results["latency"] = await part_latency(args, found)
-    if "ceiling" in parts:
-        results["ceiling"] = await part_ceiling(args, found)
-    if "push_vs_poll" in parts:
-        results["push_vs_poll"] = await part_push(args, found)
-        results["push_rate"] = _push_rate(args, found)
-    if "capacity" in parts:
-        results["capacity"] = await part_capacity(args, found)
-    if "storm" in parts:
-        clients = _pick(args.clients if args.part == "storm" else None, 4000, 400, args)
-        results["storm"] = await run_storm(found, clients=clients, cap=clients // 2)
-    if "scaling" in parts:
-        results["scaling"] = await part_scaling(args, found)
+    for part, key, runner in _RUNNERS:
+        if part in parts:
+            results[key] = await runner(args, found)
+            if part == "push_vs_poll":
+                results["push_rate"] = _push_rate(args, found)
+    results["profiles"] = _profiles(results)
+    return results
+
+
+def _profiles(results: dict[str, Any]) -> dict[str, Any]:
     profiles = {}
     if results.get("ceiling", {}).get("profile_summary"):
         profiles["throughput run (ceiling configuration)"] = results["ceiling"]["profile_summary"]
@@ -260,8 +285,7 @@ async def run(args: argparse.Namespace, found: Backends) -> dict[str, Any]:
             profiles[f"latency run, {per} subscribers per session"] = latency[
                 f"variant_profile_{i}"
             ]
-    results["profiles"] = profiles
-    return results
+    return profiles
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.part == "all":
         args.output.write_text(text)
         logger.info("wrote %s in %.0f s", args.output, results["elapsed_s"])
+    elif args.part == "embedded_growth":
+        section = report.growth_section(results)
+        args.output.write_text(report.replace_section(args.output.read_text(), section))
+        print("\n".join(section))
     else:
         print(text)
     return 0

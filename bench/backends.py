@@ -1,8 +1,8 @@
 """MongoDB and Redis for a benchmark run: MONGO_URL / REDIS_URL when set, else embedded ones.
 
-The embedded MongoDB is the development stand-in (mongoeco behind embedded/): its inserts
-cost O(collection size) and every command is interpreted Python, so figures that depend on
-database speed only mean something with MONGO_URL pointing at a real MongoDB.
+The embedded MongoDB is the development stand-in (mongoeco behind embedded/): every command is
+interpreted Python, so figures that depend on database speed only mean something with
+MONGO_URL pointing at a real MongoDB.
 """
 
 from __future__ import annotations

@@ -510,6 +510,68 @@ def guide(results: Results) -> list[str]:
     return lines
 
 
+GROWTH_HEADING = "## embedded_growth: the embedded MongoDB as it grows"
+_GROWTH_COLUMNS = (
+    ("single_ms", "single-event POST, ms"),
+    ("batch_ms", "1,000-event POST, ms"),
+    ("page_ms", "history page (100), ms"),
+    ("catch_up_ms", "stream catch-up (1,000), ms"),
+)
+
+
+def growth_section(results: Results) -> list[str]:
+    growth = results.get("growth")
+    if not growth:
+        return []
+    targets = growth["targets"]
+    largest = max(growth["sizes"])
+    head = ["engine", "stored events", *(label for _, label in _GROWTH_COLUMNS)]
+    rows = []
+    for row in growth["rows"]:
+        name = "ours (embedded/engine.py)" if row["engine"] == "indexed" else "mongoeco, unmodified"
+        cells = [name, num(row["size"])]
+        for key, _ in _GROWTH_COLUMNS:
+            value = row.get(key)
+            cpu = row.get(key.replace("_ms", "_cpu_ms"))
+            cell = "failed" if key in row.get("failed", ()) else num(value, 1)
+            if cpu is not None and key not in row.get("failed", ()):
+                cell += f" [{num(cpu, 1)}]"
+            if row["engine"] == "indexed" and row["size"] == largest and value is not None:
+                cell += f" ({_met(value <= targets[key])} ≤ {num(targets[key])})"
+            cells.append(cell)
+        rows.append(cells)
+    lines = [GROWTH_HEADING, ""]
+    lines += [
+        "The embedded default (`./dev serve` without MONGO_URL) through the HTTP API, grown with"
+        " 1,000-event sessions; medians of wall time (bench/embedded_growth.py), and in brackets"
+        " the CPU time the API and MongoDB processes spent per operation, which other work on"
+        " the machine does not inflate. Targets (issue 11) apply at"
+        f" {num(largest)} stored events. mongoeco's own engine runs only at the smallest size:"
+        " its writes cost O(collection size), so it is grown in posts of 100 events, and"
+        " *failed* means the API answered an error (its MongoDB stopped answering in time)."
+        f" Load average at the end: {num(growth.get('load'), 1)} on {growth.get('cpus')} CPUs"
+        " (other work shared the machine; idle figures are lower). Command: "
+        f"`{results.get('command', './dev bench embedded_growth')}`.",
+        "",
+    ]
+    lines += table(head, rows)
+    return lines
+
+
+def replace_section(text: str, section: list[str]) -> str:
+    """`text` (a BENCHMARKS.md) with the growth section replaced, or added at the end."""
+    lines = text.rstrip("\n").split("\n")
+    if GROWTH_HEADING in lines:
+        start = lines.index(GROWTH_HEADING)
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+        lines[start:end] = section
+    else:
+        lines += ["", *section]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def render(results: Results) -> str:
     lines = [
         "# Benchmarks",
@@ -532,6 +594,7 @@ def render(results: Results) -> str:
         lambda r: storm_section(r, table),
         events_section,
         scaling_section,
+        growth_section,
         profiles_section,
     ):
         lines += section(results)

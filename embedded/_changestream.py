@@ -15,6 +15,7 @@ from mongoeco.core.aggregation import apply_pipeline
 from mongoeco.core.codec import DocumentCodec
 from mongoeco.types import Timestamp  # type: ignore[attr-defined]
 
+from embedded._batches import MAX_BSON_SIZE, bson_size
 from embedded._history import (
     EVENT,
     INVALIDATE,
@@ -146,9 +147,14 @@ class ChangeStreams:
     def _collect(self, cursor: StreamCursor, limit: int) -> list[Document]:
         cursor.last_used = time.monotonic()
         batch: list[Document] = []
+        size = 0
         records = self.history.records_after(cursor.position)
         while len(batch) < limit:
             if cursor.pending:
+                event = cursor.pending[0]
+                size += bson_size(event)
+                if batch and size > MAX_BSON_SIZE:
+                    break  # mongod's 16 MB cap on one batch; the event opens the next one
                 batch.append(cursor.pending.popleft())
                 continue
             if cursor.invalidated:

@@ -98,10 +98,15 @@ class SequencedHub(ChangeStreamHub):
 class ChangeHistory:
     """The retained events, oldest first, with contiguous sequence numbers."""
 
-    def __init__(self, hub: SequencedHub, limit: int) -> None:
+    def __init__(
+        self, hub: SequencedHub, limit: int, *, resume: Mapping[str, Any] | None = None
+    ) -> None:
+        """`resume`: a `position()` saved by a server that stopped cleanly; its tokens stay
+        valid here (there is nothing after them), older ones answer 286."""
         if limit < 1:
             raise ValueError("history_limit must be positive")
         self.epoch = secrets.randbits(32)
+        self.on_append: Callable[[ChangeRecord], None] | None = None
         self._hub = hub
         self._hub_offset = hub.current_offset()
         self._limit = limit
@@ -112,8 +117,22 @@ class ChangeHistory:
         self._floor_time: ClusterTime = (0, 0)
         self._last_time: ClusterTime = (int(time.time()), 0)
         self._changed = asyncio.Event()
+        if resume is not None:
+            self.epoch = int(resume["epoch"])
+            self._last_seq = self._floor = int(resume["last_seq"])
+            self._last_time = self._floor_time = (int(resume["seconds"]), int(resume["inc"]))
         hub.unsequenced = self._append_unsequenced
         hub.register_watcher()
+
+    def position(self) -> dict[str, int]:
+        """What a restarted server needs to accept this one's latest resume tokens."""
+        seconds, increment = self._last_time
+        return {
+            "epoch": self.epoch,
+            "last_seq": self._last_seq,
+            "seconds": seconds,
+            "inc": increment,
+        }
 
     @property
     def last_seq(self) -> int:
@@ -206,7 +225,10 @@ class ChangeHistory:
         self._last_seq += 1
         self._last_time = self._next_time()
         wall = datetime.datetime.now(datetime.UTC)
-        self._records.append(ChangeRecord(self._last_seq, self._last_time, wall, snapshot))
+        record = ChangeRecord(self._last_seq, self._last_time, wall, snapshot)
+        self._records.append(record)
+        if self.on_append is not None:
+            self.on_append(record)
         if len(self._records) > self._limit + self._slack:
             dropped = len(self._records) - self._limit
             oldest_gone = self._records[dropped - 1]

@@ -7,9 +7,10 @@ with getMore, resume tokens and `postBatchResumeToken`, served to PyMongo's real
 Tests can inject faults: `drop_connections()` and `forget_history()`.
 
 Run on its own: `python -m embedded.mongo [--host H] [--port P] [--standalone]
-[--replica-set NAME] [--history-limit N]` prints `{"uri": ...}` on one line when ready and
-serves until SIGTERM or SIGINT; SIGUSR1 drops every client connection, SIGUSR2 forgets the
-change-stream history.
+[--replica-set NAME] [--history-limit N] [--data-dir PATH]` prints `{"uri": ...}` on one line
+when ready and serves until SIGTERM or SIGINT; SIGUSR1 drops every client connection, SIGUSR2
+forgets the change-stream history. With `--data-dir` the data outlives the process (see
+`embedded._store`); without it, everything is in memory.
 """
 
 from __future__ import annotations
@@ -21,179 +22,26 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
-from bson import ObjectId
 from mongoeco.api import AsyncMongoClient
-from mongoeco.errors import BulkWriteError
-from mongoeco.wire.connections import WireConnectionContext
-from mongoeco.wire.executor import WireCommandExecutor
+from mongoeco.engines.memory import MemoryEngine
 from mongoeco.wire.proxy import AsyncMongoEcoProxyServer
-from mongoeco.wire.requests import WireRequestContext
-from mongoeco.wire.surface import WIRE_SUPPORTED_COMMANDS, WireSurface
 
-from embedded._changestream import DB_LEVEL, ChangeStreams
-from embedded._collmod import coll_mod
-from embedded._history import ChangeHistory, CommandError, Document, SequencedHub
-from embedded._unique import HashedUniqueEngine
+from embedded._batches import CappedCursorStore
+from embedded._changestream import ChangeStreams
+from embedded._executor import Executor
+from embedded._history import ChangeHistory, SequencedHub
+from embedded._replay import replay
+from embedded._store import FSYNC_SECONDS, DataDir
+from embedded.engine import IndexedMemoryEngine
 
 logger = logging.getLogger(__name__)
 
-_HELLO = frozenset({"hello", "isMaster", "ismaster"})
-_SURFACE = WireSurface(supported_commands=(*WIRE_SUPPORTED_COMMANDS, "collMod"))
-_ELECTION_ID = ObjectId("7fffffff0000000000000001")
 _MIN_HUB_RETENTION = 10_000
-
-
-def _is_change_stream(command: Document) -> bool:
-    pipeline = command.get("pipeline")
-    if not isinstance(pipeline, list) or not pipeline:
-        return False
-    return isinstance(pipeline[0], dict) and "$changeStream" in pipeline[0]
-
-
-def _normalized(body: Document) -> Document:
-    """Int64 cursor ids as plain ints (mongoeco's validation wants int), and a whole-database
-    `$changeStream` aggregate (`aggregate: 1`, which mongoeco rejects) on a named target."""
-    body = dict(body)
-    if "getMore" in body:
-        body["getMore"] = _as_int(body["getMore"])
-    if isinstance(body.get("cursors"), list):
-        body["cursors"] = [_as_int(cursor_id) for cursor_id in body["cursors"]]
-    if body.get("aggregate") == 1 and _is_change_stream(body):
-        body["aggregate"] = DB_LEVEL
-    return body
-
-
-def _as_int(value: object) -> object:
-    inner = getattr(value, "value", None)  # mongoeco's BsonInt64 wrapper
-    return inner if isinstance(inner, int) and not isinstance(value, int) else value
-
-
-class _Executor(WireCommandExecutor):
-    """mongoeco's executor, with the commands this server adds or changes answered first."""
-
-    def __init__(
-        self,
-        proxy: AsyncMongoEcoProxyServer,
-        client: AsyncMongoClient,
-        *,
-        streams: ChangeStreams | None,
-        replica_set: str | None,
-    ) -> None:
-        super().__init__(
-            client,
-            proxy._cursor_store,
-            proxy._session_store,
-            surface=_SURFACE,
-            auth=proxy._auth,
-        )
-        self._mongo = client
-        self._streams = streams
-        self._replica_set = replica_set
-        self.member = ""
-
-    def _build_request_context(
-        self,
-        body: dict[str, Any],
-        *,
-        connection: WireConnectionContext,
-        db_name: str | None = None,
-        on_normalized: Callable[[str, dict[str, Any]], None] | None = None,
-    ) -> WireRequestContext:
-        return super()._build_request_context(
-            _normalized(body), connection=connection, db_name=db_name, on_normalized=on_normalized
-        )
-
-    async def execute_prepared(self, context: WireRequestContext) -> dict[str, Any]:
-        try:
-            return await self._dispatch(context)
-        except CommandError as error:
-            return error.to_document()
-        finally:
-            if self._streams is not None:
-                self._streams.history.drain()  # every change a command made, before it answers
-
-    async def _dispatch(self, context: WireRequestContext) -> dict[str, Any]:
-        name, command = context.command_name, context.command_document
-        if name in _HELLO:
-            return self._hello(name, await super().execute_prepared(context))
-        if name == "aggregate" and _is_change_stream(command):
-            if self._streams is None:  # what a standalone mongod answers
-                raise CommandError(
-                    40573,
-                    "Location40573",
-                    "The $changeStream stage is only supported on replica sets",
-                )
-            return self._streams.open(context.db_name, command)
-        if name == "getMore":
-            return await self._get_more(context)
-        if name == "killCursors":
-            return await self._kill_cursors(context)
-        if name == "collMod":
-            return await coll_mod(self._mongo.get_database(context.db_name), command)
-        if name == "insert" and len(command.get("documents") or ()) > 1:
-            return await self._insert_batch(context)
-        return await super().execute_prepared(context)
-
-    async def _insert_batch(self, context: WireRequestContext) -> dict[str, Any]:
-        """mongoeco's insert command writes one document at a time, each scanning the whole
-        collection; its insert_many writes the batch at once (about 30 times faster)."""
-        command = context.command_document
-        documents: list[Document] = command["documents"]
-        collection = self._mongo.get_database(context.db_name).get_collection(command["insert"])
-        try:
-            await collection.insert_many(
-                documents,
-                ordered=bool(command.get("ordered", True)),
-                bypass_document_validation=bool(command.get("bypassDocumentValidation")),
-                session=context.session,
-            )
-        except BulkWriteError as error:
-            details: Document = error.details  # type: ignore[attr-defined]
-            errors = [{k: v for k, v in e.items() if k != "op"} for e in details["writeErrors"]]
-            return {"n": details["nInserted"], "writeErrors": errors, "ok": 1.0}
-        except (TypeError, ValueError):
-            # Raised while preparing the batch, before any write: the per-document path
-            # reports each bad document as a write error, as MongoDB does.
-            return await super().execute_prepared(context)
-        return {"n": len(documents), "ok": 1.0}
-
-    def _hello(self, name: str, reply: dict[str, Any]) -> dict[str, Any]:
-        if self._replica_set is None:
-            return reply
-        reply.update(
-            setName=self._replica_set,
-            setVersion=1,
-            hosts=[self.member],
-            primary=self.member,
-            me=self.member,
-            secondary=False,
-            electionId=_ELECTION_ID,
-        )
-        reply["isWritablePrimary" if name == "hello" else "ismaster"] = True
-        return reply
-
-    async def _get_more(self, context: WireRequestContext) -> dict[str, Any]:
-        cursor_id = context.command_document["getMore"]
-        if self._streams is not None and self._streams.owns(cursor_id):
-            return await self._streams.get_more(context.command_document)
-        if cursor_id not in self._cursor_store._state:
-            raise CommandError(43, "CursorNotFound", f"cursor id {cursor_id} not found")
-        return await super().execute_prepared(context)
-
-    async def _kill_cursors(self, context: WireRequestContext) -> dict[str, Any]:
-        command = context.command_document
-        cursor_ids: list[int] = command["cursors"]
-        killed = [] if self._streams is None else self._streams.kill(cursor_ids)
-        if len(killed) == len(cursor_ids):
-            return {"cursorsKilled": killed, "cursorsNotFound": [], "cursorsAlive": [], "ok": 1.0}
-        command["cursors"] = [cursor_id for cursor_id in cursor_ids if cursor_id not in killed]
-        reply = await super().execute_prepared(context)
-        reply["cursorsKilled"] = [*killed, *reply.get("cursorsKilled", [])]
-        return reply
+ENGINES: dict[str, type[MemoryEngine]] = {"indexed": IndexedMemoryEngine, "mongoeco": MemoryEngine}
 
 
 class EmbeddedMongoServer:
@@ -202,6 +50,8 @@ class EmbeddedMongoServer:
     `replica_set=None` makes a standalone, which refuses `$changeStream` (code 40573).
     `history_limit` is how many change events stay resumable (up to an eighth more are kept
     between prunings); a resume token older than that answers 286 ChangeStreamHistoryLost.
+    `data_dir` keeps the data across restarts (see `embedded._store`); None keeps it in memory.
+    `engine="mongoeco"` serves from mongoeco's unmodified memory engine (for comparisons).
     """
 
     def __init__(
@@ -211,16 +61,25 @@ class EmbeddedMongoServer:
         port: int = 0,
         replica_set: str | None = "rs0",
         history_limit: int = 100_000,
+        data_dir: Path | None = None,
+        engine: str = "indexed",
     ) -> None:
         if history_limit < 1:
             raise ValueError("history_limit must be positive")
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}")
+        self._engine_class = ENGINES[engine]
         self._host = host
         self._port = port
         self._replica_set = replica_set
         self._history_limit = history_limit
+        self._data_dir = None if data_dir is None else DataDir(data_dir)
+        self._engine: MemoryEngine | None = None
         self._client: AsyncMongoClient | None = None
         self._proxy: AsyncMongoEcoProxyServer | None = None
+        self._history: ChangeHistory | None = None
         self._streams: ChangeStreams | None = None
+        self._syncing: asyncio.Task[None] | None = None
         self._uri: str | None = None
 
     @property
@@ -241,20 +100,43 @@ class EmbeddedMongoServer:
         return self._uri
 
     async def _start(self) -> str:
+        self._engine = engine = self._engine_class()
+        resumed = None if self._data_dir is None else self._data_dir.load_snapshot(engine)
         # A client of our own, not the proxy's: one command's changes must all fit in its hub
         # until they are drained, and the hub must be ours (see SequencedHub).
-        self._client = AsyncMongoClient(HashedUniqueEngine())
-        if self._replica_set is not None:
-            retention = max(self._history_limit, _MIN_HUB_RETENTION)
-            hub = SequencedHub(max_retained_events=retention)
+        self._client = AsyncMongoClient(engine)
+        hub = None
+        if self._replica_set is not None or self._data_dir is not None:
+            hub = SequencedHub(max_retained_events=max(self._history_limit, _MIN_HUB_RETENTION))
             self._client._change_hub = hub  # before any database or collection exists
-            self._streams = ChangeStreams(ChangeHistory(hub, self._history_limit))
         await self._client.__aenter__()  # type: ignore[no-untyped-call]
+        replayed = 0
+        if self._data_dir is not None:  # before the history watches: replaying is not news
+            replayed = await replay(self._client, self._data_dir.journaled())
+            if replayed:
+                logger.info("replayed %d journaled changes from %s", replayed, self._data_dir.path)
+                resumed = None  # after a crash, tokens from before it are not trusted
+        if hub is not None:
+            self._history = ChangeHistory(hub, self._history_limit, resume=resumed)
+        if self._data_dir is not None and self._history is not None:
+            if replayed:
+                self._data_dir.save_snapshot(engine, self._history.position())
+            self._data_dir.open_journal()
+            self._history.on_append = self._data_dir.record_change
+            self._syncing = asyncio.create_task(self._sync_journal(self._data_dir))
+        if self._replica_set is not None and self._history is not None:
+            self._streams = ChangeStreams(self._history)
         self._proxy = AsyncMongoEcoProxyServer(
             client=self._client, host=self._host, port=self._port
         )
-        executor = _Executor(
-            self._proxy, self._client, streams=self._streams, replica_set=self._replica_set
+        self._proxy._cursor_store = CappedCursorStore()
+        executor = Executor(
+            self._proxy,
+            self._client,
+            history=self._history,
+            streams=self._streams,
+            replica_set=self._replica_set,
+            data_dir=self._data_dir,
         )
         self._proxy._executor = executor
         address = await self._proxy.start()
@@ -262,14 +144,32 @@ class EmbeddedMongoServer:
         executor.member = f"{host}:{address.port}"
         return f"mongodb://{executor.member}/?directConnection=true"
 
+    @staticmethod
+    async def _sync_journal(data_dir: DataDir) -> None:
+        while True:
+            await asyncio.sleep(FSYNC_SECONDS)
+            await asyncio.to_thread(data_dir.sync)
+
     async def close(self) -> None:
-        proxy, client = self._proxy, self._client
-        self._proxy = self._client = self._streams = None
+        """Stop serving; with a data directory, write the snapshot (nothing is lost)."""
+        proxy, client, engine, history = self._proxy, self._client, self._engine, self._history
+        syncing, self._syncing = self._syncing, None
+        self._proxy = self._client = self._engine = self._history = self._streams = None
         self._uri = None
         try:
             if proxy is not None:
                 await proxy.close()
+            if syncing is not None:
+                syncing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await syncing
+            if self._data_dir is not None and engine is not None and history is not None:
+                history.drain()
+                self._data_dir.flush()
+                self._data_dir.save_snapshot(engine, history.position())
         finally:
+            if self._data_dir is not None:
+                self._data_dir.close()
             if client is not None:
                 await client.close()
 
@@ -309,6 +209,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--replica-set", default="rs0", metavar="NAME")
     parser.add_argument("--standalone", action="store_true", help="no replica set, no streams")
     parser.add_argument("--history-limit", type=int, default=100_000, metavar="EVENTS")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="keep the data there across restarts (default: in memory only)",
+    )
+    parser.add_argument("--engine", choices=sorted(ENGINES), default="indexed")
     return parser.parse_args(argv)
 
 
@@ -318,6 +226,8 @@ async def _serve(args: argparse.Namespace) -> None:
         port=args.port,
         replica_set=None if args.standalone else args.replica_set,
         history_limit=args.history_limit,
+        data_dir=args.data_dir,
+        engine=args.engine,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

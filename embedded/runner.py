@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from types import FrameType
 
 from app.devrun import remove_state, write_state
@@ -34,6 +35,7 @@ from embedded.supervise import Supervisor
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / ".data" / "mongo"
 
 
 def _die_with_parent() -> None:
@@ -116,7 +118,15 @@ class _Signals:
                 process.kill()
 
 
-def run_dev(settings: Settings) -> int:
+def data_dir_args(env: dict[str, str], *, ephemeral: bool) -> list[str]:
+    """`--data-dir` for the embedded MongoDB: EMBEDDED_DATA_DIR, else .data/mongo in the
+    project; none for an ephemeral run."""
+    if ephemeral:
+        return []
+    return ["--data-dir", env.get("EMBEDDED_DATA_DIR") or str(DEFAULT_DATA_DIR)]
+
+
+def run_dev(settings: Settings, *, ephemeral: bool = False) -> int:
     from worker.agents import Registry
 
     problems = Registry.from_settings(settings).problems()
@@ -130,7 +140,7 @@ def run_dev(settings: Settings) -> int:
     code = 0
     with _on_signals(signals):
         try:
-            code = _run(settings, servers, supervisor)
+            code = _run(settings, servers, supervisor, ephemeral=ephemeral)
         except _Stop as stopped:
             logger.info("%s: stopping (again to kill everything at once)", stopped)
         finally:
@@ -146,14 +156,25 @@ def _run(
     settings: Settings,
     servers: list[tuple[str, subprocess.Popen[bytes]]],
     supervisor: Supervisor,
+    *,
+    ephemeral: bool,
 ) -> int:
     env = dict(os.environ)
     embedded: dict[str, str] = {}
     if settings.mongo_url is None:
-        process, env["MONGO_URL"] = start_mongo(env, own_session=True)
+        mongo_args = data_dir_args(env, ephemeral=ephemeral)
+        # Loading a large data directory (or replaying a crash's journal) takes a while.
+        wait = 600.0 if mongo_args else 30.0
+        process, env["MONGO_URL"] = start_mongo(
+            env, extra_args=mongo_args, timeout=wait, own_session=True
+        )
         servers.append(("mongodb", process))
         embedded["MONGO_URL"] = env["MONGO_URL"]
-        logger.info("embedded MongoDB-protocol server (development only): %s", env["MONGO_URL"])
+        logger.info(
+            "embedded MongoDB-protocol server (development only): %s, data in %s",
+            env["MONGO_URL"],
+            mongo_args[-1] if mongo_args else "memory only (--ephemeral)",
+        )
     if settings.redis_url is None:
         process, env["REDIS_URL"] = start_redis(own_session=True)
         servers.append(("redis", process))

@@ -47,7 +47,7 @@ def test_the_embedded_run_serves_and_stops_everything_on_sigterm() -> None:
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(PORT=str(port), LOG_LEVEL="INFO")
     runner = subprocess.Popen(
-        [sys.executable, "-m", "app", "dev"],
+        [sys.executable, "-m", "app", "dev", "--ephemeral"],
         env=env,
         start_new_session=True,  # its own process group: every child it starts is in it
         stdout=subprocess.DEVNULL,
@@ -129,7 +129,7 @@ class DevRun:
         self.lines: list[str] = []
         self._seen = threading.Condition()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app", "dev"],
+            [sys.executable, "-m", "app", "dev", "--ephemeral"],
             cwd=directory,
             env=self.env,
             start_new_session=True,

@@ -1,4 +1,4 @@
-"""Compound unique indexes of the embedded MongoDB: looked up by hash, still enforced."""
+"""Compound unique indexes of the embedded MongoDB: found through its indexes, enforced."""
 
 from __future__ import annotations
 
