@@ -17,7 +17,7 @@ import pytest
 from app.settings import Settings
 from embedded.redis import free_port
 from support.sse import Stream
-from support.waits import eventually_async
+from support.waits import eventually, eventually_async
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -97,9 +97,7 @@ async def test_two_processes_serve_one_port_restart_after_a_crash_and_drain_on_s
     supervised: Supervised,
 ) -> None:
     async with httpx.AsyncClient() as client:
-        await eventually_async(
-            lambda: asyncio.sleep(0, len(supervised.children()) == 2), 60, "two children"
-        )
+        await eventually(lambda: len(supervised.children()) == 2, 60, "two children")
         first = supervised.children()
         assert supervised.process.pid not in first.values()
 
@@ -110,9 +108,7 @@ async def test_two_processes_serve_one_port_restart_after_a_crash_and_drain_on_s
 
         # A child that dies is replaced, and the replacement serves.
         os.kill(first[0], signal.SIGKILL)
-        await eventually_async(
-            lambda: asyncio.sleep(0, supervised.children()[0] != first[0]), 60, "a restart"
-        )
+        await eventually(lambda: supervised.children()[0] != first[0], 60, "a restart")
         assert f"API process 0 (pid {first[0]}) exited with -9" in supervised.log.read_text()
         assert supervised.children()[1] == first[1]
         await eventually_async(both_serve, 60, "the new child answering /readyz")
