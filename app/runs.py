@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from app import jobs
 from app.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, ServiceUnavailable
 from app.store.events import NewEvent
-from app.store.runs import TERMINAL_EVENT, RunStatus, RunStore, error_info, run_event_id
+from app.store.runs import RunStatus, RunStore, error_info, run_event_id, terminal_event
 from app.validation import identifier, json_object, optional_identifier
 from worker.agents import AgentLoadError, Registry
 from worker.runtime import InputError
@@ -143,13 +143,7 @@ class Runs:
         ended = await self._store.finish(run_id, status, error, only_from=allowed)
         if ended is None:
             return None
-        data: dict[str, Any] = {"run_id": run_id, "status": status.value}
-        if error is not None:
-            data["error"] = error
-        event = NewEvent(
-            TERMINAL_EVENT[status], data, ended.get("trace_id"), run_event_id(run_id, "end")
-        )
-        await self._writer.append(ended["session_id"], [event])
+        await self._writer.append(ended["session_id"], [terminal_event(ended, status, error)])
         return ended
 
     def _agent(self, value: object) -> str:

@@ -17,6 +17,7 @@ from app.migrations import migrate
 from app.mongo import Collections, connect
 from app.settings import AuthMode, FeedMode, Secret, Settings
 from support.browser import browser  # noqa: F401  (the `browser` fixture)
+from support.jwt_api import with_jwt
 from support.servers import MongoSource, RunningAPI, mongo_source, redis_source, running_api
 
 
@@ -85,3 +86,21 @@ async def feed_api(feed_settings: Settings) -> AsyncIterator[RunningAPI]:
     async with running_api(feed_settings) as running:
         yield running
         await running.services.mongo.drop_database(feed_settings.mongo_db)
+
+
+@pytest.fixture
+async def short_stream_api(settings: Settings) -> AsyncIterator[RunningAPI]:
+    """An API whose streams end after one second, with a 100 ms retry hint."""
+    short = dataclasses.replace(settings, sse_timeout=1.0, sse_retry_ms=100, sse_heartbeat=0.3)
+    async with running_api(short) as running:
+        yield running
+        await running.services.mongo.drop_database(short.mongo_db)
+
+
+@pytest.fixture
+async def jwt_api(settings: Settings) -> AsyncIterator[RunningAPI]:
+    """The API with access control on (AUTH_MODE=jwt, the test secret)."""
+    secured = with_jwt(settings)
+    async with running_api(secured) as running:
+        yield running
+        await running.services.mongo.drop_database(secured.mongo_db)

@@ -41,8 +41,8 @@ from redis.exceptions import LockError, RedisError
 from app.jobs import QUEUE_NAME
 from app.metrics import WorkerMetrics
 from app.mongo import Document
-from app.store.events import Clock, EventWriter, NewEvent, utc_now
-from app.store.runs import TERMINAL_EVENT, RunStatus, RunStore, run_event_id
+from app.store.events import Clock, EventWriter, utc_now
+from app.store.runs import RunStatus, RunStore, terminal_event
 from worker.jobs import WorkerState
 
 logger = logging.getLogger(__name__)
@@ -170,13 +170,7 @@ class Reconciler:
         await self._redis.delete(UNOWNED_PREFIX + run_id)
         if ended is None:  # a worker took or ended it meanwhile
             return False
-        data: dict[str, Any] = {"run_id": run_id, "status": status.value}
-        if error is not None:
-            data["error"] = error
-        event = NewEvent(
-            TERMINAL_EVENT[status], data, ended.get("trace_id"), run_event_id(run_id, "end")
-        )
-        await self._writer.append(ended["session_id"], [event])
+        await self._writer.append(ended["session_id"], [terminal_event(ended, status, error)])
         logger.warning(
             "run %s (session %s): no live worker owned it; ended %s",
             run_id,

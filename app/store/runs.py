@@ -14,7 +14,7 @@ from pymongo import ReturnDocument
 
 from app.mongo import upsert
 from app.store.codec import Document
-from app.store.events import Clock, utc_now
+from app.store.events import Clock, NewEvent, utc_now
 from app.validation import format_timestamp
 
 if TYPE_CHECKING:
@@ -52,6 +52,16 @@ TERMINAL_EVENT = {
     RunStatus.CANCELLED: "run.cancelled",
     RunStatus.TIMED_OUT: "run.timed_out",
 }
+
+
+def terminal_event(run: Document, status: RunStatus, error: dict[str, str] | None) -> NewEvent:
+    """The one event that ends `run` (its record, as ended), under the fixed id "<run_id>~end"."""
+    data: dict[str, Any] = {"run_id": run["run_id"], "status": status.value}
+    if error is not None:
+        data["error"] = error
+    return NewEvent(
+        TERMINAL_EVENT[status], data, run.get("trace_id"), run_event_id(run["run_id"], "end")
+    )
 
 
 def error_info(exc: BaseException, message: str | None = None) -> dict[str, str]:

@@ -12,8 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from app.settings import Secret, Settings
-from support.jwt_api import with_jwt
-from support.servers import RunningAPI, running_api
+from support.servers import RunningAPI
 from support.tcpproxy import TCPProxy
 from support.worker import ARQ_DB, flush, running_worker, with_db
 
@@ -62,21 +61,3 @@ async def proxy(api: RunningAPI) -> AsyncIterator[TCPProxy]:
 def proxy_url(proxy: TCPProxy) -> str:
     """The API's URL through the proxy."""
     return f"http://127.0.0.1:{proxy.port}"
-
-
-@pytest.fixture
-async def short_stream_api(settings: Settings) -> AsyncIterator[RunningAPI]:
-    """An API whose streams end after one second, with a 100 ms retry hint."""
-    short = dataclasses.replace(settings, sse_timeout=1.0, sse_retry_ms=100, sse_heartbeat=0.3)
-    async with running_api(short) as running:
-        yield running
-        await running.services.mongo.drop_database(short.mongo_db)
-
-
-@pytest.fixture
-async def jwt_api(settings: Settings) -> AsyncIterator[RunningAPI]:
-    """The API with access control on (AUTH_MODE=jwt, the test secret)."""
-    secured = with_jwt(settings)
-    async with running_api(secured) as running:
-        yield running
-        await running.services.mongo.drop_database(secured.mongo_db)
