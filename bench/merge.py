@@ -2,8 +2,8 @@
 
 A full `./dev bench` takes a quarter of an hour on a busy 2-core machine; a change that
 touches one part reruns that part and merges it, keeping every other figure as it was:
-- the part's own sections (`## Targets (issue 16)`, `## scaling ...`) replace theirs, or are
-  added (the targets after the other targets, the rest before the profiles);
+- the part's own sections (`## Targets (issue 16)`, `## scaling ...`, `## storm ...`,
+  `## embedded_growth ...`) replace theirs, or are added (the targets after the other targets, the rest before the profiles);
 - a load_test_sse run of 100 subscribers per session replaces that table (the last block of
   the load_test_sse section) and its profile;
 - a line under the machine facts says what was merged, when, and under what load.
@@ -18,6 +18,7 @@ from typing import Any
 
 from bench import report
 from bench.report_scaling import scaling_section, targets16
+from bench.report_storm import storm_section
 
 Results = dict[str, Any]
 
@@ -94,8 +95,13 @@ def merge(existing: str, results: Results, command: str) -> str:
                 j = next((j for j, s in enumerate(sections) if s.startswith(PROFILES)), None)
                 if j is not None:
                     sections[j] = _replace_profile(sections[j], rendered).rstrip() + "\n\n"
-    if results.get("scaling"):
-        _put(sections, _block(scaling_section(results)) + "\n")
+    for section in (
+        scaling_section(results),
+        storm_section(results, report.table),
+        report.growth_section(results),
+    ):
+        if section:  # the parts that ran: their sections replace theirs, or are added
+            _put(sections, _block(section) + "\n")
     merged = "\n".join(s.rstrip("\n") + "\n" for s in sections)
     # The issue-16 targets read the 100-per-session table and the scaling part: re-derive them
     # from what the file now holds plus these results.
