@@ -3,7 +3,8 @@
 A full `./dev bench` takes a quarter of an hour on a busy 2-core machine; a change that
 touches one part reruns that part and merges it, keeping every other figure as it was:
 - the part's own sections (`## Targets (issue 16)`, `## scaling ...`, `## storm ...`,
-  `## embedded_growth ...`) replace theirs, or are added (the targets after the other targets, the rest before the profiles);
+  `## embedded_growth ...`) replace theirs, or are added (the targets after the other
+  targets, the rest before the profiles);
 - a load_test_sse run of 100 subscribers per session replaces that table (the last block of
   the load_test_sse section) and its profile;
 - a line under the machine facts says what was merged, when, and under what load.
