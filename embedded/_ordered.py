@@ -141,6 +141,14 @@ class CollectionIndexes:
         self._indexes: dict[str, OrderedIndex] = {}
         self.version: object = storage._values
 
+    @property
+    def storage(self) -> Any:
+        return self._storage
+
+    @storage.setter
+    def storage(self, storage: Any) -> None:
+        self._storage = storage
+
     def current(self) -> bool:
         return self.version is self._storage._values
 

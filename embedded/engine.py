@@ -65,6 +65,8 @@ class IndexedMemoryEngine(MemoryEngine):
             return None
         state = self._ordered.get(id(storage))
         if state is None:
+            state = self._adopt(storage)
+        if state is None:
             if not rebuild:
                 return None
             state = CollectionIndexes(storage, self._borrow_storage_document)
@@ -76,6 +78,24 @@ class IndexedMemoryEngine(MemoryEngine):
                 return None
             state.resync()
         return state
+
+    def _adopt(self, storage: Any) -> CollectionIndexes | None:
+        """The indexes of the collection `storage` is a fresh copy of, handed over to it.
+
+        mongoeco writes through a copy of a collection (copy-on-write, published when the
+        write succeeds); the copy shares the original's values until its first write. Moving
+        the original's current indexes to the copy keeps a write from rebuilding them from
+        every document. Should the write roll back, the original finds no indexes of its own
+        and rebuilds them on its next use, as after any change made behind their back.
+        """
+        for key, state in list(self._ordered.items()):
+            if state.version is storage._values and state.storage is not storage:
+                del self._ordered[key]
+                state.storage = storage
+                self._ordered[id(storage)] = state
+                weakref.finalize(storage, self._ordered.pop, id(storage), None)
+                return state
+        return None
 
     def _set_storage_document_locked(
         self, collection: Any, storage_key: Any, document: Any
