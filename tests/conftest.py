@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,7 @@ from app.settings import AuthMode, FeedMode, Secret, Settings
 from support.browser import browser  # noqa: F401  (the `browser` fixture)
 from support.jwt_api import with_jwt
 from support.servers import MongoSource, RunningAPI, mongo_source, redis_source, running_api
+from support.worker import WorkerProcess, spawn_worker_process
 
 
 @pytest.fixture(scope="session")
@@ -104,3 +106,23 @@ async def jwt_api(settings: Settings) -> AsyncIterator[RunningAPI]:
     async with running_api(secured) as running:
         yield running
         await running.services.mongo.drop_database(secured.mongo_db)
+
+
+@pytest.fixture
+def spawn_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start `python -m worker` processes with the requesting suite's `settings`; every one
+    still running at the end is killed."""
+    started: list[WorkerProcess] = []
+
+    def spawn(*args: str, **env: str) -> WorkerProcess:
+        found = spawn_worker_process(
+            settings, tmp_path / f"worker-{len(started)}.log", *args, **env
+        )
+        started.append(found)
+        return found
+
+    yield spawn
+    for item in started:
+        if item.process.poll() is None:
+            item.process.kill()
+            item.process.wait(10)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -12,9 +11,7 @@ from app.settings import Secret, Settings
 from support.worker import (
     ARQ_DB,
     FakeOpenAI,
-    WorkerProcess,
     flush,
-    spawn_worker_process,
     with_db,
 )
 
@@ -33,25 +30,6 @@ async def settings(settings: Settings) -> AsyncIterator[Settings]:
         log_level="INFO",
     )
     await flush(url)
-
-
-@pytest.fixture
-def spawn_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start `python -m worker` processes; every one still running at the end is killed."""
-    started: list[WorkerProcess] = []
-
-    def spawn(*args: str, **env: str) -> WorkerProcess:
-        found = spawn_worker_process(
-            settings, tmp_path / f"worker-{len(started)}.log", *args, **env
-        )
-        started.append(found)
-        return found
-
-    yield spawn
-    for item in started:
-        if item.process.poll() is None:
-            item.process.kill()
-            item.process.wait(10)
 
 
 @pytest.fixture
